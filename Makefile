@@ -1,0 +1,61 @@
+# The course in two commands:  make lab  (open the course)  and  make test  (run the tests).
+# Everything else is for maintainers and teachers.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+KERNEL := dmlib-course
+LAB_ARGS ?=
+CH ?=
+
+.PHONY: lab test unit nbval pairs execute sync student bench clean help
+
+help:
+	@echo "make lab      open the course in JupyterLab (creates .venv on first use)"
+	@echo "make test     unit tests, jupytext pair check, every chapter under nbval (quick mode)"
+	@echo "make execute  re-run every chapter (or CH=name) in full mode, store outputs in the .ipynb"
+	@echo "make sync     write each chapter's .py (the source) into its .ipynb, keeping outputs"
+	@echo "make student  student versions of all chapters in build/student/"
+	@echo "make bench    run the benchmarks in bench/ (results in bench/results/)"
+
+# One-time set-up: a virtual environment with the pinned requirements, dmlib in editable
+# mode and the course kernel. Re-runs when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (diffusion course)"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=chapters $(LAB_ARGS)
+
+# make test = pair check + unit tests + every chapter under nbval, all in quick mode.
+test: $(STAMP) pairs
+	DMLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env \
+	    --nbval-cell-timeout=600 -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -p no:cacheprovider
+
+pairs: $(STAMP)
+	$(PY) -m dmlib.tools.pairs check chapters
+
+sync: $(STAMP)
+	$(PY) -m dmlib.tools.pairs sync chapters
+
+# Full mode (DMLIB_QUICK unset): the outputs students see on the web.
+execute: $(STAMP) sync
+	$(PY) -m dmlib.tools.pairs execute chapters $(CH)
+
+student: $(STAMP)
+	$(PY) -m dmlib.tools.student chapters build/student
+
+bench: $(STAMP)
+	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

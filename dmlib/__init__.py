@@ -1,0 +1,63 @@
+"""dmlib: the small, tested library behind the course "Introduction to Diffusion Models".
+
+Every chapter imports from here (d2l-style). One concept per module:
+
+====================  =====================================================  =======
+module                what it holds                                          chapter
+====================  =====================================================  =======
+``schedules``         beta schedules and the ``Schedule`` dataclass           3
+``forward``           q(x_t | x_{t-1}) and q(x_t | x_0)                       3
+``gaussians``         closed forms for Gaussians (KL, log-density)            1
+``posterior``         q(x_{t-1} | x_t, x_0)                                   4
+``targets``           eps <-> x0 <-> posterior mean <-> v conversions         5
+``losses``            the simple loss and the exact VLB terms                 4, 5
+``sampling``          DDPM ancestral sampling                                 6
+``models``            time embedding, MLP for 2-D data, a small U-Net         6, 7
+``data``              2-D toy sets, MNIST (checksummed), loaders              3, 6, 7
+``training``          the generic training loop, EMA, device pick             6, 7
+``checkpoint``        atomic checkpoints, checked on load, exact resume       6, 7
+``seeding``           ``seed_everything``                                     all
+``plotting``          scatter / image grid / trajectory helpers               all
+``checks``            exercise checks with hints                              all
+====================  =====================================================  =======
+
+Timestep convention (stated once, used everywhere): ``t`` is the lecture's integer
+t in 1..T. Schedule tensors have length T+1 and are indexed by t directly; index 0
+holds t = 0 (clean data: beta_0 = 0, alpha_bar_0 = 1). See ``dmlib.schedules``.
+
+Notation: alpha_t = 1 - beta_t and alpha_bar_t = prod_{s<=t} alpha_s (DDPM). The slides
+write alpha_t for the cumulative product on some slides; in code we always write
+``alpha_bar`` for it.
+
+``QUICK`` is the course's quick switch: set the environment variable ``DMLIB_QUICK=1``
+(CI does) and chapters shrink their training to seconds. Unset (or ``0``) is the full
+setting a student runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+__version__ = "0.1.0"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+#: True when ``DMLIB_QUICK`` is set to a true value (CI): chapters shrink training.
+QUICK: bool = _env_flag("DMLIB_QUICK")
+
+
+def quick(quick_value, full_value):
+    """Return ``quick_value`` in quick mode (``DMLIB_QUICK=1``) and ``full_value`` otherwise.
+
+    Chapters use it for every size that only affects run time, e.g.
+    ``steps = dmlib.quick(200, 5000)``. Chapter 0 introduces it.
+    """
+    return quick_value if QUICK else full_value
+
+
+from .seeding import seed_everything  # noqa: E402
+
+__all__ = ["QUICK", "quick", "seed_everything", "__version__"]

@@ -1,0 +1,257 @@
+"""Training losses and the exact variational bound (chapters 4 and 5).
+
+The negative ELBO of DDPM splits into one term per timestep (chapter 4, C4.3):
+
+    -log p_theta(x_0) <= L_T + sum_{t=2}^T L_{t-1} + L_0          (in nats)
+    L_T     = KL( q(x_T | x_0) || N(0, I) )                          (no parameters)
+    L_{t-1} = E_q KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) ),   t = 2..T
+    L_0     = -E_q log p_theta(x_0 | x_1)
+
+With p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I), each KL is (C4.5)
+
+    L_{t-1} = E_q ||mu_tilde_t - mu_theta||^2 / (2 sigma_t^2) + C_t,
+    C_t     = d/2 * ( log(sigma_t^2 / beta_tilde_t) + beta_tilde_t / sigma_t^2 - 1 )
+
+(C_t = 0 when sigma_t^2 = beta_tilde_t; d = number of data dimensions).
+
+Erratum (chapter 4): the slide writes L = 1/(2 sigma_t^2) sum_{t=1}^T ||...||^2 with the
+weight outside the sum; sigma_t depends on t, so it belongs inside. Algorithm 1 draws one
+t ~ U{1..T} per example instead of summing all T terms (C4.6).
+
+Chapter 5 rewrites ||mu_tilde - mu_theta||^2 in terms of the other targets (C5.2); see
+``loss_weights``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ._validate import check_same_shape
+from .forward import draw_noise, q_mean_var, q_sample
+from .gaussians import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
+from .posterior import posterior_mean_var
+from .sampling import check_variance_type, reverse_variance
+from .schedules import Schedule
+from .targets import check_prediction_type, convert, target_for
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+WEIGHTINGS: tuple[str, ...] = ("simple", "elbo")
+DECODERS: tuple[str, ...] = ("gaussian", "discretized")
+
+
+def _check_choice(value, valid: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid ones are "
+                         f"{', '.join(repr(v) for v in valid)}")
+    return value
+
+
+def elbo_variance(schedule: Schedule, sigma: str = "beta") -> torch.Tensor:
+    """sigma_t^2 of p_theta(x_{t-1}|x_t) as used in the bound, shape (T + 1,), float64 (ch4).
+
+    ``"beta"``: sigma_t^2 = beta_t; ``"beta_tilde"``: sigma_t^2 = beta_tilde_t, except
+    sigma_1^2 = beta_1 (beta_tilde_1 = 0 would make the decoder p(x_0|x_1) a point mass).
+    Entry 0 is unused and set to 1.
+    """
+    check_variance_type(sigma, "sigma")
+    var = reverse_variance(schedule, sigma).clone()
+    var[1] = schedule.betas[1]
+    var[0] = 1.0
+    return var
+
+
+def loss_weights(schedule: Schedule, prediction_type: str, weighting: str = "simple",
+                 sigma: str = "beta") -> torch.Tensor:
+    """Per-timestep weights w(t), shape (T + 1,), float64; entry 0 is unused (0). Ch4/ch5, C5.2.
+
+    ``"simple"``: w(t) = 1 (DDPM's L_simple).
+    ``"elbo"``: w(t) such that, for the squared error summed over the data dimensions,
+
+        w(t) * ||target - pred||^2 = ||mu_tilde_t - mu_theta||^2 / (2 sigma_t^2),
+
+    i.e. the KL term L_{t-1} without its parameter-free constant C_t (see the module
+    docstring). Writing mu in terms of each target (C5.2):
+
+        c_mu(t)  = 1 / (2 sigma_t^2)
+        c_x0(t)  = coef_x0(t)^2 / (2 sigma_t^2),
+                   coef_x0 = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)
+        c_eps(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))
+        c_v(t)   = alpha_bar_t * c_eps(t)   (since eps - eps_theta = sqrt(alpha_bar_t) (v - v_theta)
+                                              for fixed x_t)
+
+    ``sigma`` picks sigma_t^2 = beta_t or beta_tilde_t; at t = 1 both use sigma_1^2 = beta_1
+    (then w(1)||.||^2 is L_0 of the Gaussian decoder up to a constant, since mu_tilde_1 = x_0).
+    """
+    check_prediction_type(prediction_type)
+    _check_choice(weighting, WEIGHTINGS, "weighting")
+    check_variance_type(sigma, "sigma")
+    T = schedule.T
+    if weighting == "simple":
+        w = torch.ones(T + 1, dtype=torch.float64)
+        w[0] = 0.0
+        return w
+    var = elbo_variance(schedule, sigma)
+    beta, alpha, ab = schedule.betas, schedule.alphas, schedule.alpha_bar
+    one_m = torch.where(ab < 1, 1 - ab, torch.ones_like(ab))  # t = 0 guarded, then zeroed
+    c_eps = beta ** 2 / (2 * var * alpha * one_m)
+    w = {"mu": 1 / (2 * var),
+         "x0": schedule.posterior_mean_coef_x0 ** 2 / (2 * var),
+         "eps": c_eps,
+         "v": ab * c_eps}[prediction_type].clone()
+    w[0] = 0.0
+    return w
+
+
+def _call_model(model: Model, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    out = model(xt, t)
+    if not isinstance(out, torch.Tensor) or out.shape != xt.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return a tensor shaped like x_t {tuple(xt.shape)}, "
+                         f"got {got}")
+    return out
+
+
+def diffusion_loss(model: Model, schedule: Schedule, x0: torch.Tensor,
+                   prediction_type: str = "eps", weighting: str | torch.Tensor = "simple",
+                   t: int | torch.Tensor | None = None, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None, reduction: str = "mean",
+                   sigma: str = "beta") -> torch.Tensor:
+    """DDPM's training loss, Algorithm 1 (chapters 4-5).
+
+        t ~ U{1..T} (one per example),  eps ~ N(0, I),
+        x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,
+        loss_i = w(t_i) * R(target_i - model(x_t, t)_i)^2
+
+    where target is ``target_for(prediction_type, ...)`` and R reduces over the non-batch
+    dimensions:
+
+    * ``weighting="simple"``: w = 1 and R = MEAN over dims (DDPM's L_simple for eps; the
+      usual ``F.mse_loss``).
+    * ``weighting="elbo"``: w = ``loss_weights(schedule, prediction_type, "elbo", sigma)``
+      and R = SUM over dims, so that for t >= 2 loss_i equals the KL term
+      ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) exactly (its constant C_t dropped), and at
+      t = 1 the Gaussian decoder's -log p(x_0|x_1) up to a constant.
+    * a tensor of shape (T + 1,): custom w(t) (entry t used), R = MEAN over dims.
+
+    Shapes: ``x0`` (B, ...); ``t`` None, an int or (B,) long; ``eps`` like x0 or None.
+    Returns a scalar (``reduction="mean"``, the batch mean) or (B,) (``"none"``).
+    """
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
+        raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")
+    check_prediction_type(prediction_type)
+    _check_choice(reduction, ("mean", "none"), "reduction")
+    B = x0.shape[0]
+    if isinstance(weighting, torch.Tensor):
+        if weighting.shape != (schedule.T + 1,):
+            raise ValueError(f"a weighting tensor must have shape (T + 1,) = ({schedule.T + 1},) "
+                             f"indexed by t, got {tuple(weighting.shape)}")
+        weights, use_sum = weighting, False
+    else:
+        _check_choice(weighting, WEIGHTINGS, "weighting")
+        weights = loss_weights(schedule, prediction_type, weighting, sigma)
+        use_sum = weighting == "elbo"
+    if t is None:
+        # t ~ U{1..T}, drawn on the generator's device (like the noise), then moved.
+        gen_device = generator.device if generator is not None else "cpu"
+        t = torch.randint(1, schedule.T + 1, (B,), generator=generator,
+                          device=gen_device).to(x0.device)
+    else:
+        t = schedule.timesteps(t).to(x0.device)
+        t = t.expand(B) if t.dim() == 0 else t
+    if eps is None:
+        eps = draw_noise(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+    check_same_shape(x0=x0, eps=eps)
+    xt = q_sample(schedule, x0, t, eps)
+    target = target_for(prediction_type, schedule, x0, eps, xt, t)
+    pred = _call_model(model, xt, t)
+    sq = (target - pred).pow(2).reshape(B, -1)
+    per_example = sq.sum(1) if use_sum else sq.mean(1)
+    per_example = per_example * weights.to(device=x0.device, dtype=per_example.dtype)[t]
+    return per_example.mean() if reduction == "mean" else per_example
+
+
+def prior_kl(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL( q(x_T | x_0) || N(0, I) ) summed over dims, shape (B,) (chapter 3 C3.3, ch4).
+
+        KL = sum_i 1/2 * ( alpha_bar_T x0_i^2 + (1 - alpha_bar_T) - 1 - log(1 - alpha_bar_T) )
+
+    Shapes: ``x0`` (B, ...); returns (B,) in nats.
+    """
+    mean, var = q_mean_var(schedule, x0, schedule.T)
+    kl = normal_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var))
+    return kl.reshape(x0.shape[0], -1).sum(1)
+
+
+def vlb_terms(model: Model, schedule: Schedule, x0: torch.Tensor, prediction_type: str = "eps",
+              sigma: str = "beta_tilde", decoder: str = "gaussian",
+              generator: torch.Generator | None = None, max_batch: int = 4096) -> torch.Tensor:
+    """Every term of the negative ELBO, one column per term, shape (B, T + 1), nats (ch4, C4.3).
+
+    Columns follow the DDPM paper's names (column k holds L_k):
+
+    ==========  ==========================================================  ==================
+    column      term                                                        sample used
+    ==========  ==========================================================  ==================
+    0           L_0 = -log p_theta(x_0 | x_1)                               x_1 ~ q(x_1|x_0)
+    k = 1..T-1  L_k = KL( q(x_k | x_{k+1}, x_0) || p_theta(x_k | x_{k+1}) )  x_{k+1} ~ q(.|x_0)
+    T           L_T = KL( q(x_T | x_0) || N(0, I) )  (= ``prior_kl``)        none
+    ==========  ==========================================================  ==================
+
+    So column k uses the model at timestep t = k + 1 (column 0 at t = 1). Each column draws
+    its own x_{k+1} ~ q(x_{k+1} | x_0) (one sample, independent across columns), so each
+    entry is an unbiased one-sample estimate and ``terms.sum(1)`` is an unbiased estimate of
+    the negative ELBO of each example in nats (divide by d ln 2 for bits per dimension).
+
+    p_theta(x_{t-1} | x_t) = N(mu_theta, sigma_t^2 I), mu_theta from the model output via
+    ``convert(..., prediction_type, "mu")``, sigma_t^2 = beta_t or beta_tilde_t (``sigma``);
+    KLs are the closed-form Gaussian KL summed over dims. The decoder L_0 uses mean
+    mu_theta(x_1, 1) (= the model's x_0 prediction) and variance sigma_1^2 := beta_1 for both
+    ``sigma`` choices: ``"gaussian"`` is a continuous Gaussian density (for real-valued data),
+    ``"discretized"`` the 256-bin likelihood for images in [-1, 1]
+    (``discretized_gaussian_log_likelihood``).
+
+    The model runs in batches of at most ``max_batch`` rows. Gradients flow (wrap the call
+    in ``torch.no_grad()`` for evaluation). Shapes: ``x0`` (B, ...); returns (B, T + 1).
+    """
+    check_prediction_type(prediction_type)
+    check_variance_type(sigma, "sigma")
+    _check_choice(decoder, DECODERS, "decoder")
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
+        raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+    T, B = schedule.T, x0.shape[0]
+    var_table = elbo_variance(schedule, sigma)
+    columns = [None] * (T + 1)
+
+    # L_0: the decoder, at t = 1.
+    t1 = torch.ones(B, dtype=torch.long, device=x0.device)
+    x1 = q_sample(schedule, x0, t1, generator=generator)
+    mean0 = convert(schedule, _call_model(model, x1, t1), x1, t1, prediction_type, "mu")
+    var1 = float(schedule.betas[1])
+    if decoder == "gaussian":
+        logp = gaussian_log_prob(x0, mean0, torch.full_like(mean0, var1))
+    else:
+        logp = discretized_gaussian_log_likelihood(x0, mean0, torch.full_like(mean0, var1).log())
+    columns[0] = -logp.reshape(B, -1).sum(1)
+
+    # L_1 .. L_{T-1}: column k uses t = k + 1 in 2..T, several t per model call.
+    per_call = max(1, max_batch // max(B, 1))
+    ts = list(range(2, T + 1))
+    for i in range(0, len(ts), per_call):
+        chunk = ts[i:i + per_call]
+        tt = torch.tensor(chunk, dtype=torch.long, device=x0.device).repeat_interleave(B)
+        xx0 = x0.repeat(len(chunk), *([1] * (x0.dim() - 1)))  # (len(chunk) * B, ...)
+        xt = q_sample(schedule, xx0, tt, generator=generator)
+        mu_q, var_q, _ = posterior_mean_var(schedule, xx0, xt, tt)
+        mu_p = convert(schedule, _call_model(model, xt, tt), xt, tt, prediction_type, "mu")
+        var_p = schedule.extract(var_table, tt, xt)
+        kl = normal_kl(mu_q, var_q, mu_p, var_p).reshape(len(chunk), B, -1).sum(2)
+        for j, t in enumerate(chunk):
+            columns[t - 1] = kl[j]
+
+    columns[T] = prior_kl(schedule, x0)
+    return torch.stack(columns, dim=1)
