@@ -1,8 +1,22 @@
-"""Closed forms for Gaussians: KL divergence and log-densities (chapter 1).
+"""Closed forms for Gaussians: sums, KL divergence, products, log-densities (chapter 1).
 
-Everything is elementwise and broadcasts like ordinary torch arithmetic; callers sum over
-the data dimensions themselves (an isotropic d-dimensional Gaussian is d independent 1-D
-ones, so its KL / log-density is the sum of the elementwise values).
+The 1-D functions are elementwise and broadcast like ordinary torch arithmetic; a
+diagonal d-dimensional Gaussian is d independent 1-D ones, so its KL / log-density is the
+sum of the elementwise values (``normal_kl_diag``, ``normal_kl_isotropic`` and
+``gaussian_product_diag`` do that sum over the last dimension).
+
+=========================  ===========================================================  =====
+function                   identity                                                     item
+=========================  ===========================================================  =====
+``gaussian_sum``           x + y ~ N(mu_x + mu_y, var_x + var_y + 2 cov)                 C1.1
+``normal_kl``              KL(N(mu1, var1) || N(mu2, var2)), elementwise                 C1.2
+``normal_kl_diag``         the same for diagonal Gaussians in d dimensions               C1.2
+``normal_kl_isotropic``    the same for N(mu, var I) in d dimensions                     C1.2
+``normal_kl_monte_carlo``  the Monte Carlo estimate E_p[log p - log q] with error bar    C1.2
+``gaussian_product``       N(x; m1, v1) N(x; m2, v2) = Z N(x; m, v), elementwise         C1.4
+``gaussian_product_diag``  the same for diagonal Gaussians in d dimensions               C1.4
+``gaussian_log_prob``      log N(x; mu, var)                                             C1.2
+=========================  ===========================================================  =====
 
 Variances are called ``var`` (never a standard deviation), as everywhere in dmlib.
 
@@ -137,3 +151,175 @@ def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor,
     # Thresholds half a bin from the edges, as in DDPM's code.
     return torch.where(x0 < -0.999, log_cdf_upper,
                        torch.where(x0 > 0.999, log_one_minus_cdf_lower, log_mid))
+
+
+# --------------------------------------------------------------------------------------
+# C1.1: sums
+def gaussian_sum(mean1: torch.Tensor | float, var1: torch.Tensor | float,
+                 mean2: torch.Tensor | float, var2: torch.Tensor | float,
+                 cov: torch.Tensor | float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of x + y for jointly Gaussian x ~ N(mean1, var1), y ~ N(mean2, var2)
+    with Cov(x, y) = ``cov`` (chapter 1, C1.1).
+
+        x + y ~ N(mean1 + mean2, var1 + var2 + 2 cov)
+
+    Independent x and y (``cov = 0``, the default) give the lecture's
+    N(mu_x + mu_y, sigma_x^2 + sigma_y^2): adding Gaussian noise twice is adding one larger
+    Gaussian noise (chapter 3). The formula for the variance holds for any two random
+    variables; that the sum is *Gaussian* needs x and y to be jointly Gaussian (chapter 1
+    shows two Gaussian variables whose sum is not).
+
+    Shapes: any, broadcast together; returns ``(mean, var)`` in the broadcast shape.
+    ``var1``, ``var2`` must be > 0 and |cov| <= sqrt(var1 var2) (Cauchy-Schwarz); the
+    result's variance can be 0 (y = -x), a point mass.
+    """
+    like = _first_tensor(mean1, var1, mean2, var2, cov)
+    named = ((mean1, "mean1"), (var1, "var1"), (mean2, "mean2"), (var2, "var2"), (cov, "cov"))
+    mean1, var1, mean2, var2, cov = (_as_tensor(v, like, n) for v, n in named)
+    check_positive_var(var1, "var1")
+    check_positive_var(var2, "var2")
+    if not torch.isfinite(cov).all():
+        raise ValueError("cov contains NaN or inf values")
+    if (cov.abs() > (var1 * var2).sqrt() * (1 + 1e-12)).any():
+        raise ValueError("|cov| must be <= sqrt(var1 * var2) (a correlation lies in [-1, 1]); "
+                         "did you pass a correlation coefficient times the variances, or a "
+                         "standard deviation as a variance?")
+    var = (var1 + var2 + 2 * cov).clamp(min=0.0)  # clamp: rounding at cov = -sqrt(var1 var2)
+    return mean1 + mean2, var
+
+
+# --------------------------------------------------------------------------------------
+# C1.2: KL in d dimensions, and its Monte Carlo estimate
+def normal_kl_diag(mean1: torch.Tensor, var1: torch.Tensor | float,
+                   mean2: torch.Tensor | float, var2: torch.Tensor | float) -> torch.Tensor:
+    """KL(N(mean1, diag(var1)) || N(mean2, diag(var2))) for d-dimensional diagonal Gaussians
+    (chapter 1, C1.2; the KL terms of the ELBO in chapter 4):
+
+        KL = sum_i 1/2 * ( log(var2_i / var1_i) + (var1_i + (mean1_i - mean2_i)^2) / var2_i - 1 )
+
+    A diagonal Gaussian is d independent 1-D Gaussians, and KL adds over independent
+    coordinates. Shapes: all arguments broadcast to (..., d); returns (...) (the sum over
+    the last dimension). ``mean1`` must be a tensor with at least one dimension.
+    """
+    if not isinstance(mean1, torch.Tensor) or mean1.dim() == 0:
+        raise ValueError("mean1 must be a tensor of shape (..., d) with the d coordinates last; "
+                         "for 1-D Gaussians use normal_kl")
+    return normal_kl(mean1, var1, mean2, var2).sum(-1)
+
+
+def normal_kl_isotropic(mean1: torch.Tensor, var1: torch.Tensor | float,
+                        mean2: torch.Tensor | float, var2: torch.Tensor | float) -> torch.Tensor:
+    """KL(N(mean1, var1 I) || N(mean2, var2 I)) for d-dimensional isotropic Gaussians
+    (chapter 1, C1.2; chapter 4 turns it into the L2 loss):
+
+        KL = 1/2 * ( d log(var2 / var1) + d var1 / var2 + ||mean1 - mean2||^2 / var2 - d )
+
+    With var1 == var2 == sigma^2 this is ||mean1 - mean2||^2 / (2 sigma^2): the KL between
+    the posterior and the model is a squared L2 distance between their means.
+
+    Shapes: ``mean1``, ``mean2`` broadcast to (..., d) (coordinates last); ``var1``,
+    ``var2`` are one variance per Gaussian: floats or tensors broadcastable to (...) (not
+    to (..., d): pass per-coordinate variances to ``normal_kl_diag``). Returns (...).
+    """
+    if not isinstance(mean1, torch.Tensor) or mean1.dim() == 0:
+        raise ValueError("mean1 must be a tensor of shape (..., d) with the d coordinates last; "
+                         "for 1-D Gaussians use normal_kl")
+    mean2 = _as_tensor(mean2, mean1, "mean2")
+    var1 = _as_tensor(var1, mean1, "var1")
+    var2 = _as_tensor(var2, mean1, "var2")
+    check_positive_var(var1, "var1")
+    check_positive_var(var2, "var2")
+    try:
+        diff = mean1 - mean2
+    except RuntimeError as e:
+        raise ValueError(f"mean1 {tuple(mean1.shape)} and mean2 {tuple(mean2.shape)} do not "
+                         f"broadcast: {e}") from None
+    batch = diff.shape[:-1]
+    for v, name in ((var1, "var1"), (var2, "var2")):
+        try:
+            torch.broadcast_shapes(v.shape, batch)
+        except RuntimeError:
+            raise ValueError(
+                f"{name} has shape {tuple(v.shape)}, which does not broadcast to the batch shape "
+                f"{tuple(batch)} (the means are (..., d) = {tuple(diff.shape)}); an isotropic "
+                f"Gaussian has one variance, for per-coordinate variances use normal_kl_diag") from None
+    d = diff.shape[-1]
+    sq = (diff ** 2).sum(-1)
+    return 0.5 * (d * (torch.log(var2) - torch.log(var1)) + d * var1 / var2 + sq / var2 - d)
+
+
+def normal_kl_monte_carlo(mean1: torch.Tensor | float, var1: torch.Tensor | float,
+                          mean2: torch.Tensor | float, var2: torch.Tensor | float,
+                          eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte Carlo estimate of KL(N(mean1, var1) || N(mean2, var2)) and its standard error
+    (chapter 1, C1.2):
+
+        x_k = mean1 + sqrt(var1) eps_k,   eps_k ~ N(0, 1)     (samples from p, reparameterised)
+        KL  ~ 1/n sum_k [ log N(x_k; mean1, var1) - log N(x_k; mean2, var2) ]
+        stderr = std_k(log-ratio) / sqrt(n)
+
+    Shapes: ``eps`` is (n, ...) standard-normal draws (n samples first); the parameters
+    broadcast against ``eps[0]``. Returns ``(estimate, stderr)`` of the shape of ``eps[0]``.
+    Unbiased; passing ``eps`` (rather than a generator) makes the estimate deterministic.
+    """
+    if not isinstance(eps, torch.Tensor) or not eps.is_floating_point():
+        raise TypeError("eps must be a floating-point torch.Tensor of standard-normal draws "
+                        "of shape (n, ...)")
+    if eps.dim() == 0 or eps.shape[0] < 2:
+        raise ValueError(f"eps must have shape (n, ...) with n >= 2 samples, got {tuple(eps.shape)}")
+    like = eps
+    named = ((mean1, "mean1"), (var1, "var1"), (mean2, "mean2"), (var2, "var2"))
+    mean1, var1, mean2, var2 = (_as_tensor(v, like, n) for v, n in named)
+    check_positive_var(var1, "var1")
+    check_positive_var(var2, "var2")
+    x = mean1 + var1.sqrt() * eps
+    log_ratio = gaussian_log_prob(x, mean1, var1) - gaussian_log_prob(x, mean2, var2)
+    n = eps.shape[0]
+    return log_ratio.mean(0), log_ratio.std(0) / math.sqrt(n)
+
+
+# --------------------------------------------------------------------------------------
+# C1.4: products of densities
+def gaussian_product(mean1: torch.Tensor | float, var1: torch.Tensor | float,
+                     mean2: torch.Tensor | float, var2: torch.Tensor | float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The product of two Gaussian densities in x is an unnormalised Gaussian (chapter 1, C1.4):
+
+        N(x; mean1, var1) N(x; mean2, var2) = exp(log_scale) N(x; mean, var)
+
+        1 / var   = 1 / var1 + 1 / var2                    (precisions add)
+        mean      = var (mean1 / var1 + mean2 / var2)      (precision-weighted mean)
+        log_scale = log N(mean1; mean2, var1 + var2)       (the integral of the product)
+
+    This is why q(x_{t-1} | x_t, x_0) is Gaussian (chapter 4). Elementwise; shapes
+    broadcast together; returns ``(mean, var, log_scale)`` in the broadcast shape.
+    """
+    like = _first_tensor(mean1, var1, mean2, var2)
+    named = ((mean1, "mean1"), (var1, "var1"), (mean2, "mean2"), (var2, "var2"))
+    mean1, var1, mean2, var2 = (_as_tensor(v, like, n) for v, n in named)
+    check_positive_var(var1, "var1")
+    check_positive_var(var2, "var2")
+    total = var1 + var2
+    var = var1 * var2 / total                    # = 1 / (1/var1 + 1/var2), no 1/0 overflow
+    mean = (mean1 * var2 + mean2 * var1) / total  # = var * (mean1/var1 + mean2/var2)
+    log_scale = gaussian_log_prob(mean1, mean2, total)
+    return mean, var, log_scale
+
+
+def gaussian_product_diag(mean1: torch.Tensor, var1: torch.Tensor | float,
+                          mean2: torch.Tensor | float, var2: torch.Tensor | float
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``gaussian_product`` for d-dimensional diagonal Gaussians (chapter 1, C1.4):
+
+        N(x; m1, diag v1) N(x; m2, diag v2) = exp(log_scale) N(x; m, diag v)
+
+    with m, v per coordinate as in ``gaussian_product`` and
+    log_scale = sum_i log N(m1_i; m2_i, v1_i + v2_i). Shapes: arguments broadcast to
+    (..., d) (coordinates last); returns mean (..., d), var (..., d), log_scale (...).
+    """
+    if not isinstance(mean1, torch.Tensor) or mean1.dim() == 0:
+        raise ValueError("mean1 must be a tensor of shape (..., d) with the d coordinates last; "
+                         "for 1-D Gaussians use gaussian_product")
+    mean, var, log_scale = gaussian_product(mean1, var1, mean2, var2)
+    shape = torch.broadcast_shapes(mean.shape, var.shape)
+    return mean.expand(shape), var.expand(shape), log_scale.expand(shape).sum(-1)
