@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := dmlib-course
 LAB_ARGS ?=
 CH ?=
+JOBS ?= 2
 
 .PHONY: lab test unit nbval pairs execute sync student bench clean help
 
@@ -34,9 +35,12 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=chapters $(LAB_ARGS)
 
 # make test = pair check + unit tests + every chapter under nbval, all in quick mode.
+# JOBS pytest workers (xdist); --dist loadscope keeps each notebook's cells (and each test module)
+# on one worker. One BLAS/OpenMP thread per worker: with JOBS workers on JOBS cores, more threads
+# oversubscribe the cores and small torch ops slow down by orders of magnitude.
 test: $(STAMP) pairs
-	DMLIB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=600 -p no:cacheprovider
+	DMLIB_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env \
+	    --nbval-cell-timeout=600 -p no:cacheprovider -n $(JOBS) --dist loadscope
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -p no:cacheprovider

@@ -5,20 +5,26 @@ Every chapter imports from here (d2l-style). One concept per module:
 ====================  =====================================================  =======
 module                what it holds                                          chapter
 ====================  =====================================================  =======
+``gaussians``         Gaussian identities: sum, KL (1-D, diagonal), product    1
+``flows``             affine coupling layers, a RealNVP-style flow            2
+``ode``               fixed-step ODE solvers (Euler, RK4)                     2
+``cnf``               continuous normalizing flows, trace and Hutchinson      2
 ``schedules``         beta schedules and the ``Schedule`` dataclass           3
 ``forward``           q(x_t | x_{t-1}) and q(x_t | x_0)                       3
-``gaussians``         closed forms for Gaussians (KL, log-density)            1
 ``posterior``         q(x_{t-1} | x_t, x_0)                                   4
+``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6
 ``targets``           eps <-> x0 <-> posterior mean <-> v conversions         5
 ``losses``            the simple loss and the exact VLB terms                 4, 5
 ``sampling``          DDPM ancestral sampling                                 6
+``metrics``           sample distances and their floor                        6
+``animation``         compact HTML animations of reverse trajectories         6
 ``models``            time embedding, MLP for 2-D data, a small U-Net         6, 7
-``data``              2-D toy sets, MNIST (checksummed), loaders              3, 6, 7
+``data``              2-D toy sets, Gaussian mixtures, MNIST, loaders         1-7
 ``training``          the generic training loop, EMA, device pick             6, 7
 ``checkpoint``        atomic checkpoints, checked on load, exact resume       6, 7
 ``seeding``           ``seed_everything``                                     all
 ``plotting``          scatter / image grid / trajectory helpers               all
-``checks``            exercise checks with hints                              all
+``checks``            exercise checks with hints (one submodule a chapter)    all
 ====================  =====================================================  =======
 
 Timestep convention (stated once, used everywhere): ``t`` is the lecture's integer

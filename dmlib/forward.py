@@ -3,6 +3,9 @@
 One step:      q(x_t | x_{t-1}) = N( sqrt(1 - beta_t) x_{t-1}, beta_t I ),  t = 1..T
 Closed form:   q(x_t | x_0)     = N( sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I )
 
+``q_step`` draws one step, ``q_iterate`` t of them (the slow Markov chain), ``q_sample``
+jumps straight to x_t; chapter 3 checks that the last two have the same law.
+
 Errata (chapter 3, C3.1/C3.2): the slides write ``N(sqrt(1-beta_t) x_{t-1}, sqrt(beta_t) I)``
 and ``q(x_t|x_0) = (sqrt(alpha_t) x_0, sqrt(1 - alpha_t) I)``: the second slot of N(., .) is
 a *variance* (their own reparameterisation x_t = sqrt(1-beta_t) x_{t-1} + sqrt(beta_t) eps
@@ -106,3 +109,29 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: int | torch.Tensor,
     s1m = schedule.extract(schedule.sqrt_one_minus_alpha_bar, t, x0, allow_zero=True)
     eps = _noise_like(x0, eps, generator, "x0")
     return sab * x0 + s1m * eps
+
+
+def q_iterate(schedule: Schedule, x0: torch.Tensor, t: int,
+              generator: torch.Generator | None = None,
+              return_all: bool = False) -> torch.Tensor:
+    """Reach x_t from x_0 by t single steps of q(x_s | x_{s-1}), s = 1..t (chapter 3, C3.2).
+
+        x_s = sqrt(alpha_s) x_{s-1} + sqrt(beta_s) eps_s,   eps_s ~ N(0, I) independent
+
+    The slow path that ``q_sample`` jumps over: its law is q(x_t | x_0), which the chapter
+    checks. ``t`` is one int in 0..T for the whole batch (t = 0 returns x0 unchanged).
+    Shapes: ``x0`` (B, ...); returns x_t like ``x0``, or with ``return_all`` the whole path
+    x_0..x_t stacked, shape (t + 1, B, ...).
+    """
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+    if isinstance(t, bool) or not isinstance(t, int):
+        raise TypeError(f"t must be a single int (one t for the whole batch), got "
+                        f"{type(t).__name__}; for per-example t use q_sample")
+    schedule.timesteps(t, allow_zero=True)  # 0 <= t <= T, with dmlib's message otherwise
+    x, path = x0, [x0]
+    for s in range(1, t + 1):
+        x = q_step(schedule, x, s, generator=generator)
+        if return_all:
+            path.append(x)
+    return torch.stack(path) if return_all else x

@@ -237,12 +237,14 @@ def normal_kl_isotropic(mean1: torch.Tensor, var1: torch.Tensor | float,
     batch = diff.shape[:-1]
     for v, name in ((var1, "var1"), (var2, "var2")):
         try:
-            torch.broadcast_shapes(v.shape, batch)
+            ok = torch.broadcast_shapes(v.shape, batch) == batch
         except RuntimeError:
+            ok = False
+        if not ok:  # e.g. (B, 1) against batch (B,) would silently broadcast to (B, B)
             raise ValueError(
-                f"{name} has shape {tuple(v.shape)}, which does not broadcast to the batch shape "
+                f"{name} has shape {tuple(v.shape)}, which does not fit the batch shape "
                 f"{tuple(batch)} (the means are (..., d) = {tuple(diff.shape)}); an isotropic "
-                f"Gaussian has one variance, for per-coordinate variances use normal_kl_diag") from None
+                f"Gaussian has one variance, for per-coordinate variances use normal_kl_diag")
     d = diff.shape[-1]
     sq = (diff ** 2).sum(-1)
     return 0.5 * (d * (torch.log(var2) - torch.log(var1)) + d * var1 / var2 + sq / var2 - d)

@@ -9,6 +9,10 @@ beta_0 = 0 and alpha_bar_0 = 1. So ``sched.alpha_bar[t]`` is the lecture's alpha
 with no ``t - 1`` anywhere. Functions that take ``t`` reject 0 (or T + 1) with an error
 that explains the convention.
 
+Schedules: ``Schedule.linear`` (Ho et al.), ``Schedule.cosine`` (Nichol & Dhariwal; its
+closed-form alpha_bar is ``cosine_alpha_bar``) and ``Schedule.sigmoid`` (Jabri et al.,
+Chen); ``make_schedule(name, T)`` builds any of them by name.
+
 Notation (DDPM): beta_t the variance added at step t, alpha_t = 1 - beta_t,
 alpha_bar_t = prod_{s=1}^t alpha_s. The slides write alpha_t for the cumulative
 product on some slides; here the cumulative product is always ``alpha_bar``.
@@ -52,12 +56,58 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 
     Returns shape (T,), float64. Chapter 3.
     """
-    _check_T(T)
-    steps = torch.arange(T + 1, dtype=_DT) / T
-    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
-    alpha_bar = f / f[0]
+    alpha_bar = cosine_alpha_bar(T, s)
     betas = 1 - alpha_bar[1:] / alpha_bar[:-1]
     return betas.clamp(max=max_beta)
+
+
+def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
+    """The cosine schedule's alpha_bar in closed form, before any clipping of the betas.
+
+        alpha_bar_t = f(t) / f(0),   f(t) = cos^2( pi/2 * (t/T + s) / (1 + s) ),   t = 0..T
+
+    The offset ``s`` keeps beta_1 from being tiny (Nichol & Dhariwal, 2021). Returns shape
+    (T + 1,), float64, indexed by t (entry 0 is alpha_bar_0 = 1). ``Schedule.cosine`` clips
+    beta_t at 0.999, which changes only the last entries. Chapter 3 (exercise).
+    """
+    _check_T(T)
+    if not (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0):
+        raise ValueError(f"the cosine offset s must be a finite float >= 0, got {s!r}")
+    steps = torch.arange(T + 1, dtype=_DT) / T
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    return f / f[0]
+
+
+def sigmoid_betas(T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
+                  max_beta: float = 0.999) -> torch.Tensor:
+    """The sigmoid schedule of Jabri et al. (2022) and Chen (2023).
+
+    alpha_bar(t) = (sigmoid(end / tau) - sigmoid(((t/T)(end - start) + start) / tau))
+                   / (sigmoid(end / tau) - sigmoid(start / tau)),
+    beta_t = min(1 - alpha_bar(t) / alpha_bar(t - 1), max_beta), t = 1..T.
+
+    alpha_bar(0) = 1 and alpha_bar(T) = 0 (so beta_T = ``max_beta``); ``tau`` > 0 sets how
+    sharp the drop in the middle is (a larger tau is closer to linear in alpha_bar). The
+    defaults (start, end, tau) = (-3, 3, 1) are Chen's. Returns shape (T,), float64. Chapter 3.
+    """
+    _check_T(T)
+    if not (math.isfinite(start) and math.isfinite(end) and start < end):
+        raise ValueError(f"sigmoid schedule needs finite start < end, got start={start!r}, "
+                         f"end={end!r}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"sigmoid schedule needs a temperature tau > 0, got tau={tau!r}")
+    if not 0 < max_beta < 1:
+        raise ValueError(f"max_beta must lie in (0, 1), got {max_beta!r}")
+    u = torch.arange(T + 1, dtype=_DT) / T
+    v_start, v_end = (torch.sigmoid(torch.tensor(v / tau, dtype=_DT)) for v in (start, end))
+    alpha_bar = (v_end - torch.sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
+    alpha_bar = alpha_bar.clamp(min=0.0)
+    # alpha_bar(T) = 0 exactly: 1 - 0 / alpha_bar(T-1) = 1, capped at max_beta like cosine.
+    betas = 1 - alpha_bar[1:] / alpha_bar[:-1]
+    if not torch.isfinite(betas).all():  # alpha_bar hit 0 before t = T (0 / 0)
+        raise ValueError(f"sigmoid schedule with tau={tau!r} saturates: alpha_bar reaches 0 "
+                         f"before t = T; use a larger tau or a narrower [start, end]")
+    return betas.clamp(min=1e-12, max=max_beta)
 
 
 def _check_T(T: int) -> None:
@@ -160,6 +210,12 @@ class Schedule:
         """The cosine schedule of Nichol & Dhariwal (see ``cosine_betas``)."""
         return cls(cosine_betas(T, s), name="cosine")
 
+    @classmethod
+    def sigmoid(cls, T: int = 1000, start: float = -3.0, end: float = 3.0,
+                tau: float = 1.0) -> "Schedule":
+        """The sigmoid schedule of Jabri et al. / Chen (see ``sigmoid_betas``). Chapter 3."""
+        return cls(sigmoid_betas(T, start, end, tau), name="sigmoid")
+
     # -- helpers ------------------------------------------------------------------------
     @property
     def T(self) -> int:
@@ -198,8 +254,13 @@ class Schedule:
 
 
 def make_schedule(name: str, T: int = 1000) -> Schedule:
-    """Build a named schedule: ``"linear"`` or ``"cosine"``. Chapter 3."""
-    makers = {"linear": Schedule.linear, "cosine": Schedule.cosine}
+    """Build a named schedule: ``"linear"``, ``"cosine"`` or ``"sigmoid"``, each with its
+    defaults (see ``SCHEDULES``). Chapter 3."""
+    makers = SCHEDULES
     if name not in makers:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(makers)}")
     return makers[name](T)
+
+
+#: The named schedules of ``make_schedule``: name -> constructor ``f(T) -> Schedule``.
+SCHEDULES = {"linear": Schedule.linear, "cosine": Schedule.cosine, "sigmoid": Schedule.sigmoid}

@@ -21,9 +21,15 @@ s = sqrt(1 - alpha_bar_t) and a^2 + s^2 = 1, (x_t, v) is a rotation of (x_0, eps
 x_0 = a x_t - s v and eps = s x_t + a v.
 
 All conversions are exact for t in 1..T (1 - alpha_bar_t > 0 and coef_x0 > 0 there).
+
+Any linear target y = c_x0 x_0 + c_eps eps (``target_coefficients``) relates to x_0 errors by
+a factor k(t) for fixed x_t (``x0_error_factor``), which gives its ELBO weight
+(``elbo_weight``); ``error_per_t`` measures a trained model's error at every t (chapter 5).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -191,3 +197,119 @@ def target_for(prediction_type: str, schedule: Schedule, x0: torch.Tensor, eps: 
     if prediction_type == "mu":
         return posterior_mean(schedule, x0, xt, t)
     return v_from_x0_eps(schedule, x0, eps, t)
+
+
+# --------------------------------------------------------------------------------------
+# "Anything else?" (C5.3): every target is a linear combination y = c_x0 x_0 + c_eps eps.
+def target_coefficients(schedule: Schedule, prediction_type: str
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_x0(t), c_eps(t)) with target_t = c_x0(t) x_0 + c_eps(t) eps  (chapter 5, C5.3).
+
+        eps: (0, 1)            x0: (1, 0)
+        v:   (-sqrt(1 - alpha_bar_t), sqrt(alpha_bar_t))
+        mu:  (coef_x0 + coef_xt sqrt(alpha_bar_t), coef_xt sqrt(1 - alpha_bar_t))
+             (substitute x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps into
+             mu = coef_x0 x_0 + coef_xt x_t)
+
+    Returns two tensors of shape (T + 1,), float64, indexed by t (entry 0 is t = 0).
+    """
+    check_prediction_type(prediction_type)
+    a, s = schedule.sqrt_alpha_bar, schedule.sqrt_one_minus_alpha_bar
+    one, zero = torch.ones_like(a), torch.zeros_like(a)
+    if prediction_type == "eps":
+        return zero, one
+    if prediction_type == "x0":
+        return one, zero
+    if prediction_type == "v":
+        return -s, a.clone()
+    c0, ct = schedule.posterior_mean_coef_x0, schedule.posterior_mean_coef_xt
+    return c0 + ct * a, ct * s
+
+
+def x0_error_factor(schedule: Schedule, coef_x0: torch.Tensor,
+                    coef_eps: torch.Tensor) -> torch.Tensor:
+    """k(t) such that, for a fixed x_t, an error in y = c_x0 x_0 + c_eps eps is k(t) times
+    the error in x_0 (chapter 5, C5.2-C5.3):
+
+        eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)
+        => y = (c_x0 - c_eps sqrt(alpha_bar_t) / sqrt(1 - alpha_bar_t)) x_0 + (terms in x_t)
+        => y - y_theta = k(t) (x_0 - x0_theta),  k = c_x0 - c_eps sqrt(SNR_t)
+
+    k = 1 (x0), -sqrt(SNR_t) (eps), -1/sqrt(1 - alpha_bar_t) (v), coef_x0(t) (mu).
+    k(t) = 0 means y is a multiple of x_t: it carries no information and cannot be a target.
+
+    ``coef_x0``, ``coef_eps``: shape (T + 1,) (e.g. from ``target_coefficients``); returns
+    (T + 1,), float64, entry 0 (t = 0, SNR = inf) set to 0.
+    """
+    T1 = schedule.T + 1
+    for name, c in (("coef_x0", coef_x0), ("coef_eps", coef_eps)):
+        if not isinstance(c, torch.Tensor) or c.shape != (T1,):
+            got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+            raise ValueError(f"{name} must be a tensor of shape (T + 1,) = ({T1},) indexed by "
+                             f"t, got {got}")
+    a, s = schedule.sqrt_alpha_bar[1:], schedule.sqrt_one_minus_alpha_bar[1:]
+    k = coef_x0[1:].double() - coef_eps[1:].double() * a / s
+    return torch.cat([torch.zeros(1, dtype=torch.float64), k])
+
+
+def elbo_weight(schedule: Schedule, coef_x0: torch.Tensor, coef_eps: torch.Tensor,
+                sigma: str = "beta") -> torch.Tensor:
+    """ELBO weight of ANY linear target y = c_x0 x_0 + c_eps eps (chapter 5, C5.2-C5.3):
+
+        ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) = w(t) ||y - y_theta||^2,
+        w(t) = c_x0^ELBO(t) / k(t)^2,   c_x0^ELBO = coef_x0(t)^2 / (2 sigma_t^2)
+
+    with k(t) from ``x0_error_factor`` (mu - mu_theta = coef_x0 (x_0 - x0_theta) for fixed
+    x_t). For the four named targets this equals ``dmlib.losses.loss_weights(...,
+    "elbo", sigma)``. ``sigma``: sigma_t^2 = beta_t or beta_tilde_t (``"beta_tilde"``; at
+    t = 1 both use beta_1, as in ``losses.elbo_variance``).
+
+    Shapes: ``coef_x0``, ``coef_eps`` (T + 1,); returns (T + 1,), float64, entry 0 = 0.
+    Raises ValueError where k(t) = 0 (y a multiple of x_t: no information about x_0).
+    """
+    from .losses import elbo_variance  # local import: losses imports this module
+
+    k = x0_error_factor(schedule, coef_x0, coef_eps)
+    bad = (k[1:].abs() < 1e-12).nonzero()
+    if bad.numel():
+        raise ValueError(f"the target is a multiple of x_t at t = {int(bad[0]) + 1} (k(t) = 0): "
+                         f"it carries no information about x_0 and cannot be trained on")
+    var = elbo_variance(schedule, sigma)
+    w = schedule.posterior_mean_coef_x0 ** 2 / (2 * var) / torch.where(k == 0, torch.ones_like(k), k) ** 2
+    w[0] = 0.0
+    return w
+
+
+def error_per_t(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule: Schedule, x0: torch.Tensor, prediction_type: str,
+                generator: torch.Generator | None = None, max_batch: int = 65536
+                ) -> torch.Tensor:
+    """Mean squared error of a model's prediction at every t, shape (T + 1,) (chapter 5, C5.4).
+
+        err(t) = mean_{i, dims} ( target_t(x0_i, eps_i) - model(x_t,i, t)_i )^2,
+        x_t,i = sqrt(alpha_bar_t) x0_i + sqrt(1 - alpha_bar_t) eps_i,  eps_i ~ N(0, I)
+
+    in the model's own units (``prediction_type``: what it was trained to predict), called
+    as ``model(xt, t)`` with several t per call (at most ``max_batch`` rows). Fresh noise
+    per t, drawn on the CPU with ``generator``; runs under ``torch.no_grad()``. Entry 0
+    (t = 0) is NaN.
+    Shapes: ``x0`` (B, ...); returns (T + 1,), float64.
+    """
+    from .forward import q_sample
+
+    check_prediction_type(prediction_type)
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
+        raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")
+    T, B = schedule.T, x0.shape[0]
+    out = torch.full((T + 1,), float("nan"), dtype=torch.float64)
+    per_call = max(1, max_batch // max(B, 1))
+    with torch.no_grad():
+        for i in range(1, T + 1, per_call):
+            ts = list(range(i, min(T, i + per_call - 1) + 1))
+            tt = torch.tensor(ts, dtype=torch.long, device=x0.device).repeat_interleave(B)
+            xx0 = x0.repeat(len(ts), *([1] * (x0.dim() - 1)))
+            eps = torch.randn(xx0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+            xt = q_sample(schedule, xx0, tt, eps)
+            target = target_for(prediction_type, schedule, xx0, eps, xt, tt)
+            sq = (model(xt, tt) - target).pow(2).reshape(len(ts), -1).mean(1)
+            out[ts] = sq.double().cpu()
+    return out

@@ -124,3 +124,44 @@ def test_errors(sched):
         q_sample(sched, x, torch.tensor([1, 2, 3]))
     with pytest.raises(TypeError, match="integer timesteps"):
         q_sample(sched, x, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+# ---- q_iterate: t single steps (chapter 3, C3.2) -------------------------------------------
+def test_q_iterate_replays_the_step_formula_with_the_same_noise(sched):
+    from dmlib.forward import q_iterate
+    x0 = torch.tensor([[0.5, -1.0], [2.0, 0.0], [-0.3, 0.7]], dtype=D)
+    path = q_iterate(sched, x0, 4, generator=torch.Generator().manual_seed(5), return_all=True)
+    assert path.shape == (5, 3, 2) and torch.equal(path[0], x0)
+    g = torch.Generator().manual_seed(5)  # the same draws, in the same order, by hand
+    x = x0.numpy().copy()
+    for s in range(1, 5):
+        eps = torch.randn(3, 2, generator=g, dtype=D).numpy()
+        x = np.sqrt(1 - BETAS[s - 1]) * x + np.sqrt(BETAS[s - 1]) * eps
+        np.testing.assert_allclose(path[s].numpy(), x, rtol=1e-13)
+    last = q_iterate(sched, x0, 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(last, path[-1])
+    assert torch.equal(q_iterate(sched, x0, 0), x0)
+
+
+def test_q_iterate_law_is_the_closed_form(sched):
+    # Monte Carlo, 4 standard errors: mean sqrt(ab_T) x0, variance 1 - ab_T
+    from dmlib.forward import q_iterate
+    n = 100_000
+    x0 = torch.full((n, 1), -0.9, dtype=D)
+    xT = q_iterate(sched, x0, T, generator=torch.Generator().manual_seed(6))
+    ab = _alpha_bar(T)
+    assert abs(float(xT.mean()) - np.sqrt(ab) * -0.9) < 4 * np.sqrt((1 - ab) / n)
+    assert abs(float(xT.var()) - (1 - ab)) < 4 * (1 - ab) * np.sqrt(2 / n)
+
+
+def test_q_iterate_errors(sched):
+    from dmlib.forward import q_iterate
+    x = torch.zeros(2, 2, dtype=D)
+    with pytest.raises(TypeError, match="single int"):
+        q_iterate(sched, x, torch.tensor([1, 2]))
+    with pytest.raises(TypeError, match="single int"):
+        q_iterate(sched, x, True)
+    with pytest.raises(ValueError, match="t out of range"):
+        q_iterate(sched, x, T + 1)
+    with pytest.raises(TypeError, match="x0 must be a torch.Tensor"):
+        q_iterate(sched, [[0.0]], 1)

@@ -132,3 +132,77 @@ def test_t_float_dtype_and_batch_mismatch():
 
 def test_check_betas_accepts_valid():
     assert check_betas(cosine_betas(10)).shape == (10,)
+
+
+# ---- the sigmoid schedule and the cosine closed form (chapter 3) ------------------------
+def _sigmoid_alpha_bar(t, T, start=-3.0, end=3.0, tau=1.0):
+    """Chen (2023), Algorithm 1, written with math (independent of torch)."""
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    v_start, v_end = sig(start / tau), sig(end / tau)
+    return (v_end - sig(((t / T) * (end - start) + start) / tau)) / (v_end - v_start)
+
+
+@pytest.mark.parametrize("T, start, end, tau", [(1000, -3, 3, 1.0), (50, 0, 3, 0.3), (7, -3, 3, 1.1)])
+def test_sigmoid_alpha_bar_matches_closed_form(T, start, end, tau):
+    sched = Schedule.sigmoid(T, start, end, tau)
+    assert sched.name == "sigmoid" and sched.T == T
+    for t in sorted({1, T // 3, T // 2, T - 1}):
+        if t >= 1:
+            assert float(sched.alpha_bar[t]) == pytest.approx(_sigmoid_alpha_bar(t, T, start, end, tau),
+                                                              rel=1e-9)
+    # alpha_bar(T) = 0 in closed form; the capped last beta leaves 0.1 % of alpha_bar_{T-1}
+    assert float(sched.betas[-1]) == pytest.approx(0.999)
+    assert (torch.diff(sched.alpha_bar) < 0).all()
+
+
+def test_sigmoid_is_symmetric_about_the_middle():
+    # with start = -end the sigmoid curve is point-symmetric: alpha_bar(T/2) = 1/2 and
+    # alpha_bar(t) + alpha_bar(T - t) = 1
+    sched = Schedule.sigmoid(1000)
+    assert float(sched.alpha_bar[500]) == pytest.approx(0.5, abs=1e-12)
+    assert float(sched.alpha_bar[200] + sched.alpha_bar[800]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_make_schedule_knows_sigmoid_and_lists_it():
+    assert make_schedule("sigmoid", 20).name == "sigmoid"
+    with pytest.raises(ValueError, match=r"\['cosine', 'linear', 'sigmoid'\]"):
+        make_schedule("quadratic")
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(start=3.0, end=-3.0), "start < end"),
+    (dict(tau=0.0), "tau > 0"),
+    (dict(tau=-1.0), "tau > 0"),
+    (dict(tau=1e-3), "saturates"),
+])
+def test_sigmoid_bad_input(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        Schedule.sigmoid(100, **kwargs)
+
+
+def test_sigmoid_bad_max_beta_and_T():
+    from dmlib.schedules import sigmoid_betas
+    with pytest.raises(ValueError, match="max_beta"):
+        sigmoid_betas(10, max_beta=1.0)
+    with pytest.raises(ValueError, match="positive int"):
+        sigmoid_betas(0)
+
+
+def test_cosine_alpha_bar_closed_form_and_unclipped():
+    from dmlib.schedules import cosine_alpha_bar
+    T, s = 40, 0.008
+    ab = cosine_alpha_bar(T, s)
+    assert ab.shape == (T + 1,) and float(ab[0]) == 1.0
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    for t in range(T + 1):
+        assert float(ab[t]) == pytest.approx(f(t) / f(0), rel=1e-9, abs=1e-30)
+    # Schedule.cosine agrees except where beta_t hit the 0.999 cap (only the last step)
+    sched = Schedule.cosine(T, s)
+    assert torch.allclose(sched.alpha_bar[:T], ab[:T], rtol=1e-12)
+
+
+@pytest.mark.parametrize("s", [-0.1, float("nan"), "0.008"])
+def test_cosine_alpha_bar_bad_offset(s):
+    from dmlib.schedules import cosine_alpha_bar
+    with pytest.raises(ValueError, match="offset s"):
+        cosine_alpha_bar(10, s)

@@ -131,3 +131,105 @@ def test_errors_on_t_and_shapes():
         convert(sched, torch.zeros(2, 3, dtype=D), x, 1, "eps", "x0")
     with pytest.raises(ValueError, match="t has 3 timesteps"):
         target_for("x0", sched, x, x, x, torch.tensor([1, 2, 3]))
+
+
+# ---- chapter 5 additions: linear targets, their ELBO weights, per-t errors ------------------
+from dmlib.targets import elbo_weight, error_per_t, target_coefficients, x0_error_factor  # noqa: E402
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_target_coefficients_reproduce_the_targets(name):
+    sched = SCHEDULES[name]()
+    t, x0, eps = _setup(sched, seed=7)
+    _, refs = _numpy_refs(sched, t, x0, eps)
+    for kind in PREDICTION_TYPES:
+        c0, ce = target_coefficients(sched, kind)
+        assert c0.shape == ce.shape == (sched.T + 1,)
+        y = c0[t][:, None, None].numpy() * x0.numpy() + ce[t][:, None, None].numpy() * eps.numpy()
+        np.testing.assert_allclose(y, refs[kind], rtol=0, atol=1e-10, err_msg=kind)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_x0_error_factor_relates_errors_for_fixed_xt(name):
+    # Another x0' with the same x_t implies eps' = (x_t - a x0') / s; the targets built from
+    # (x0', eps') in numpy differ from the true ones by k(t) (x0 - x0').
+    sched = SCHEDULES[name]()
+    t, x0, eps = _setup(sched, seed=8)
+    xt, refs = _numpy_refs(sched, t, x0, eps)
+    ab = np.cumprod(1 - sched.betas[1:].numpy())
+    a = np.sqrt(ab[t.numpy() - 1])[:, None, None]
+    s = np.sqrt(1 - ab[t.numpy() - 1])[:, None, None]
+    x0b = x0.numpy() + np.random.default_rng(0).normal(size=x0.shape)
+    epsb = (xt - a * x0b) / s
+    _, refs_b = _numpy_refs(sched, t, torch.from_numpy(x0b), torch.from_numpy(epsb))
+    for kind in PREDICTION_TYPES:
+        k = x0_error_factor(sched, *target_coefficients(sched, kind))
+        assert k.shape == (sched.T + 1,) and k[0] == 0
+        np.testing.assert_allclose(refs[kind] - refs_b[kind],
+                                   k[t].numpy()[:, None, None] * (x0.numpy() - x0b),
+                                   rtol=1e-7, atol=1e-9, err_msg=kind)
+
+
+@pytest.mark.parametrize("sigma", ["beta", "beta_tilde"])
+def test_elbo_weight_matches_closed_forms(sigma):
+    sched = Schedule.linear(200)
+    b = sched.betas[1:].numpy()
+    ab = np.cumprod(1 - b)
+    ab_prev = np.concatenate([[1.0], ab[:-1]])
+    var = b.copy() if sigma == "beta" else (1 - ab_prev) / (1 - ab) * b
+    var[0] = b[0]  # sigma_1^2 = beta_1 for both choices
+    c_eps = b ** 2 / (2 * var * (1 - b) * (1 - ab))
+    closed = {"eps": c_eps, "x0": c_eps * ab / (1 - ab), "v": c_eps * ab, "mu": 1 / (2 * var)}
+    for kind, ref in closed.items():
+        w = elbo_weight(sched, *target_coefficients(sched, kind), sigma=sigma)
+        assert w[0] == 0
+        np.testing.assert_allclose(w[1:].numpy(), ref, rtol=1e-10, err_msg=kind)
+    # an arbitrary combination y = x0 + eps: k = 1 - sqrt(SNR), weight c_x0 / k^2
+    one = torch.ones(201, dtype=D)
+    w = elbo_weight(sched, one, one, sigma=sigma)
+    np.testing.assert_allclose(w[1:].numpy(), closed["x0"] / (1 - np.sqrt(ab / (1 - ab))) ** 2,
+                               rtol=1e-8)
+
+
+def test_elbo_weight_rejects_multiples_of_xt_and_bad_shapes():
+    sched = SCHEDULES["hand6"]()
+    with pytest.raises(ValueError, match="multiple of x_t at t = 1"):
+        elbo_weight(sched, 2 * sched.sqrt_alpha_bar, 2 * sched.sqrt_one_minus_alpha_bar)
+    with pytest.raises(ValueError, match=r"coef_x0 must be a tensor of shape \(T \+ 1,\) = \(7,\)"):
+        x0_error_factor(sched, torch.ones(6, dtype=D), torch.ones(7, dtype=D))
+    with pytest.raises(ValueError, match="coef_eps must be a tensor"):
+        elbo_weight(sched, torch.ones(7, dtype=D), [1.0] * 7)
+    with pytest.raises(ValueError, match="unknown prediction_type"):
+        target_coefficients(sched, "score")
+    with pytest.raises(ValueError, match="unknown sigma"):
+        elbo_weight(sched, *target_coefficients(sched, "eps"), sigma="tilde")
+
+
+def test_error_per_t_exact_cases():
+    sched = SCHEDULES["hand6"]()
+    c = torch.tensor([0.7, -1.2], dtype=D)
+    x0 = c.expand(300, 2).clone()  # point-mass data: the exact eps is computable from x_t
+
+    def exact_eps(xt, t):
+        ab = torch.cumprod(1 - sched.betas, 0)[t][:, None]
+        return (xt - ab.sqrt() * c) / (1 - ab).sqrt()
+
+    g = torch.Generator().manual_seed(0)
+    err = error_per_t(exact_eps, sched, x0, "eps", generator=g, max_batch=1)  # one t per call
+    assert err.shape == (7,) and torch.isnan(err[0])
+    assert err[1:].abs().max() < 1e-20
+    # a model that outputs 0, asked for x0: the error is mean(x0^2) at every t, exactly
+    zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731
+    err = error_per_t(zero, sched, x0, "x0", generator=g)
+    torch.testing.assert_close(err[1:], torch.full((6,), (c ** 2).mean().item(), dtype=D))
+
+
+def test_error_per_t_monte_carlo_eps():
+    # zero prediction of eps: E[eps^2] = 1; mean of 2 x 4000 chi^2_1 draws has std 0.016
+    sched = SCHEDULES["hand6"]()
+    x0 = torch.randn(4000, 2, generator=torch.Generator().manual_seed(1))
+    err = error_per_t(lambda xt, t: torch.zeros_like(xt), sched, x0, "eps",
+                      generator=torch.Generator().manual_seed(2))
+    assert (err[1:] - 1).abs().max() < 0.08  # 5 standard deviations
+    with pytest.raises(ValueError, match="batch dimension"):
+        error_per_t(lambda xt, t: xt, sched, torch.tensor(1.0), "eps")

@@ -1,0 +1,86 @@
+"""Compact animations of a reverse (sampling) trajectory of 2-D points (chapter 6).
+
+``ddpm_sample(..., return_trajectory=True)`` returns a dict {t: x_t} with x_t of shape
+(N, 2). ``trajectory_html`` draws a few of those frames (at most 20, evenly spaced in t,
+always the first and the last) as a small matplotlib animation and returns the HTML of
+``FuncAnimation.to_jshtml`` (PNG frames embedded in base64, with play / step controls), so
+it shows in a notebook and on the web without a running kernel. Size: about 10-20 kB per
+frame at the defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+MAX_FRAMES = 20
+
+
+def select_frames(steps: Sequence[int], n_frames: int = MAX_FRAMES) -> list[int]:
+    """Up to ``n_frames`` of ``steps`` (sorted from the largest t, the noise, down to the
+    smallest, the samples), evenly spaced by position, always keeping the first and the
+    last. Chapter 6."""
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or not 2 <= n_frames <= MAX_FRAMES:
+        raise ValueError(f"n_frames must be an int in 2..{MAX_FRAMES} (animations stay small), "
+                         f"got {n_frames!r}")
+    steps = sorted({int(s) for s in steps}, reverse=True)
+    if len(steps) <= n_frames:
+        return steps
+    idx = np.unique(np.round(np.linspace(0, len(steps) - 1, n_frames)).astype(int))
+    return [steps[i] for i in idx]
+
+
+def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
+                    lim: float = 3.0, title: str = "reverse process", size: float = 3.0,
+                    dpi: int = 60, interval_ms: int = 250, n_points: int = 1000,
+                    reference: torch.Tensor | None = None) -> str:
+    """Render {t: x_t (N, 2)} as an animation and return its HTML (``to_jshtml``). Chapter 6.
+
+    Frames: ``select_frames(trajectory keys, n_frames)``, from x_T (noise) to x_0; at most
+    ``n_points`` points are drawn (the first ones). ``reference``: optional (M, 2) data drawn
+    in light grey behind every frame. ``size`` (inches) and ``dpi`` set the frame size;
+    ``interval_ms`` the delay between frames. The figure is closed before returning.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    if not isinstance(trajectory, Mapping) or len(trajectory) == 0:
+        raise ValueError("trajectory must be a non-empty dict {t: x_t} (from ddpm_sample(..., "
+                         "return_trajectory=True))")
+    frames = select_frames(list(trajectory), n_frames)
+    pts = {}
+    for t in frames:
+        x = trajectory[t]
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 2:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"trajectory[{t}] must be a tensor of shape (N, 2), got {got}")
+        pts[t] = x[:n_points].detach().cpu().double().numpy()
+    if not lim > 0:
+        raise ValueError(f"lim must be positive (the half-width of the square axes), got {lim!r}")
+
+    fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+    if reference is not None:
+        ref = reference[:2000].detach().cpu().double().numpy()
+        ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.85", label="data")
+    scat = ax.scatter(pts[frames[0]][:, 0], pts[frames[0]][:, 1], s=2, c="C0", label="x_t")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="x[0]", ylabel="x[1]", aspect="equal")
+    ax.legend(loc="upper right", fontsize=6, markerscale=3)
+    label = ax.set_title(f"{title}: t = {frames[0]}", fontsize=8)
+    fig.tight_layout()
+
+    def update(i: int):
+        scat.set_offsets(pts[frames[i]])
+        label.set_text(f"{title}: t = {frames[i]}")
+        return scat, label
+
+    anim = FuncAnimation(fig, update, frames=len(frames), interval=interval_ms, blit=False)
+    try:
+        html = anim.to_jshtml(default_mode="once")
+    finally:
+        plt.close(fig)
+    return html
+
+
+__all__ = ["MAX_FRAMES", "select_frames", "trajectory_html"]
