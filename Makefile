@@ -9,8 +9,9 @@ KERNEL := dmlib-course
 LAB_ARGS ?=
 CH ?=
 JOBS ?= 2
+SUBMISSIONS ?=
 
-.PHONY: lab test unit nbval pairs execute sync student bench clean help
+.PHONY: lab test unit pairs execute sync student grade bench clean help
 
 help:
 	@echo "make lab      open the course in JupyterLab (creates .venv on first use)"
@@ -18,6 +19,7 @@ help:
 	@echo "make execute  re-run every chapter (or CH=name) in full mode, store outputs in the .ipynb"
 	@echo "make sync     write each chapter's .py (the source) into its .ipynb, keeping outputs"
 	@echo "make student  student versions of all chapters in build/student/"
+	@echo "make grade SUBMISSIONS=dir/   grade submitted notebooks (dir/<student>/<chapter>.ipynb)"
 	@echo "make bench    run the benchmarks in bench/ (results in bench/results/)"
 
 # One-time set-up: a virtual environment with the pinned requirements, dmlib in editable
@@ -57,6 +59,11 @@ execute: $(STAMP) sync
 
 student: $(STAMP)
 	$(PY) -m dmlib.tools.student chapters build/student
+
+# Autograder: every submitted notebook in a fresh kernel with a time limit; reports in build/grades/.
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }
+	$(PY) -m dmlib.grade $(SUBMISSIONS) --out build/grades
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

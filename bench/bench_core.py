@@ -10,11 +10,8 @@ machine. Run: ``.venv/bin/python bench/bench_core.py``.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,20 +23,9 @@ from dmlib.sampling import ddpm_step
 from dmlib.schedules import Schedule
 from dmlib.training import pick_device
 
-OUT = Path(__file__).parent / "results" / "core.json"
+from _common import RESULTS, timeit, write_json  # noqa: E402  (bench/ is on sys.path)
 
-
-def timeit(fn, min_time: float = 2.0, warmup: int = 2) -> float:
-    """Seconds per call: warm up, then repeat until ``min_time`` has passed."""
-    for _ in range(warmup):
-        fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_time:
-        fn()
-        n += 1
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / n
+OUT = RESULTS / "core.json"
 
 
 def bench_model(name: str, model: torch.nn.Module, shape: tuple[int, ...], sched: Schedule,
@@ -80,10 +66,7 @@ def main() -> None:
         "models": rows,
         "date": time.strftime("%Y-%m-%d"),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(f"q_sample on 28x28 images: {result['q_sample_mnist_images_per_s']} images/s")
     for r in rows:
         print(f"{r['model']:20s} {r['params']:>9,d} params  train {r['train_examples_per_s']:>8} ex/s"

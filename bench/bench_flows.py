@@ -11,11 +11,8 @@ machine. Run: ``.venv/bin/python bench/bench_flows.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import time
-from pathlib import Path
 
 import torch
 
@@ -24,18 +21,9 @@ from dmlib.cnf import CNF, VectorField, cnf_nll_loss
 from dmlib.data import default_gmm2d
 from dmlib.flows import RealNVP, flow_nll_loss
 
-OUT = Path(__file__).parent / "results" / "flows.json"
+from _common import RESULTS, timeit, write_json  # noqa: E402  (bench/ is on sys.path)
 
-
-def timeit(fn, min_time: float = 2.0, warmup: int = 2) -> float:
-    """Seconds per call: warm up, then repeat until ``min_time`` has passed."""
-    for _ in range(warmup):
-        fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_time:
-        fn()
-        n += 1
-    return (time.perf_counter() - t0) / n
+OUT = RESULTS / "flows.json"
 
 
 def main() -> dict:
@@ -64,8 +52,7 @@ def main() -> dict:
     info = {"machine": platform.machine(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "threads": 1, "batch": 512,
             "results": results}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(info, indent=2) + "\n")
+    write_json(OUT, info)
     for name, r in results.items():
         extra = f", sample 2000: {r['sample_2000_ms']:.1f} ms" if "sample_2000_ms" in r else ""
         print(f"{name:15s} {r['params']:6d} params  train step {r['train_step_ms']:7.1f} ms{extra}")

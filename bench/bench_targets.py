@@ -14,11 +14,8 @@ Run: ``.venv/bin/python bench/bench_targets.py`` (``DMLIB_QUICK=1`` for a smoke 
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +29,9 @@ from dmlib.sampling import ddpm_sample
 from dmlib.schedules import Schedule
 from dmlib.training import TrainConfig, train
 
-OUT = Path(__file__).parent / "results" / "targets.json"
+from _common import RESULTS, write_json  # noqa: E402  (bench/ is on sys.path)
+
+OUT = RESULTS / "targets.json"
 BINS = 10
 
 
@@ -101,10 +100,7 @@ def main() -> None:
                     "torch": torch.__version__},
         "date": time.strftime("%Y-%m-%d"),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(f"data's true NLL {true_nll:.3f} nats; wrote {OUT}")
 
 

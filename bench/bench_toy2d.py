@@ -29,7 +29,6 @@ import json
 import math
 import platform
 import time
-from pathlib import Path
 
 import torch
 
@@ -43,7 +42,9 @@ from dmlib.sampling import ddpm_sample
 from dmlib.schedules import Schedule
 from dmlib.training import TrainConfig, train
 
-OUT = Path(__file__).parent / "results" / "toy2d.json"
+from _common import RESULTS, write_json  # noqa: E402  (bench/ is on sys.path)
+
+OUT = RESULTS / "toy2d.json"
 SETS = ["moons", "swiss_roll", "eight_gaussians", "checkerboard", "gmm"]
 
 #: The chapter's full-mode recipe, measured here.
@@ -133,8 +134,7 @@ def main() -> None:
               f"+-{row['vlb_se']:.3f}  gap {row.get('gap_nats', float('nan')):.3f}  "
               f"SW ratio {row['sw2']['ratio']:.2f}  MMD ratio {row['mmd']['ratio']:.2f}", flush=True)
         results["date"] = time.strftime("%Y-%m-%d")
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(OUT, results)
     print(f"wrote {OUT}")
 
 

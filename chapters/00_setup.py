@@ -190,7 +190,10 @@ for k in tqdm(range(dmlib.quick(100, 2000)), desc="a long loop"):
 # `raise NotImplementedError()`; the check then says `NOT IMPLEMENTED YET`, and the
 # chapter carries on with dmlib's reference, so it still runs to the end.
 #
-# **Exercise 0.1 (warm-up).** Write `alpha_bar_from_betas(betas)`: given the betas
+# Each exercise carries a difficulty label: ★ warm-up (one formula, a few minutes),
+# ★★ core (the chapter's main idea, 10 to 20 minutes), ★★★ stretch (longer; good homework).
+#
+# **Exercise 0.1 (★ warm-up).** Write `alpha_bar_from_betas(betas)`: given the betas
 # $\beta_1..\beta_T$ (shape `(T,)`), return $\bar\alpha_1..\bar\alpha_T$ (shape `(T,)`),
 # where $\bar\alpha_t = \prod_{s=1}^{t}(1-\beta_s)$.
 
@@ -230,6 +233,62 @@ alpha_bar = sched.alpha_bar[1:]  # dmlib's reference, t = 1..T
 print(f"alpha_bar_T = {alpha_bar[-1]:.2e}: after T = 1000 steps almost no signal is left")
 
 # %% [markdown]
+# **Exercise 0.2 (★ warm-up).** Diffusion models work on data in $[-1, 1]$, so that the
+# clean data and the pure noise $\mathcal N(0, I)$ have the same scale. Write
+# `to_model_range(pixels)`: map MNIST's `uint8` pixels $p \in \{0, \dots, 255\}$ (any shape)
+# to `float32` values $x \in [-1, 1]$, with $0 \mapsto -1$ and $255 \mapsto 1$.
+
+# %%
+def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    return pixels.to(torch.float32) / 127.5 - 1
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_to_model_range(to_model_range)
+
+# %% [markdown]
+# dmlib's loader does this for you: `load_mnist(split, scale="[-1,1]")`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+x_model, _ = load_mnist("test", scale="[-1,1]", limit=100)
+print(f"min {x_model.min():.1f}, max {x_model.max():.1f}, dtype {x_model.dtype}")
+
+# %% [markdown]
+# **Exercise 0.3 (★ warm-up).** The *signal-to-noise ratio* of $x_t$ is the variance of its
+# signal part over the variance of its noise part,
+# $\mathrm{SNR}_t = \bar\alpha_t / (1 - \bar\alpha_t)$ (chapter 3 plots it for several
+# schedules). Write `snr(alpha_bar)`: shape `(T,)` in, shape `(T,)` out.
+
+# %%
+def snr(alpha_bar: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    return alpha_bar / (1 - alpha_bar)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_snr(snr)
+
+# %% [markdown]
+# The reference is `sched.snr` (indexed by $t$). The SNR falls by eight orders of magnitude
+# over the linear schedule: at $t = T$ the data is buried in noise.
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.semilogy(range(1, sched.T + 1), sched.snr[1:].numpy(), label="linear schedule")
+ax.axhline(1, color="gray", ls="--", label="SNR = 1")
+ax.set(title="Signal-to-noise ratio of x_t", xlabel="t", ylabel="SNR_t (log scale)")
+ax.legend()
+plt.show()
+
+# %% [markdown]
 # ## 5. Figures first, then widgets
 #
 # Each chapter draws a static figure first, so it reads well on the web without a running
@@ -246,7 +305,6 @@ ax = image_grid(noised, nrow=len(ts), value_range=(-1, 1),
 
 # %%
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 
 
 def show_noised(t: int = 200, schedule: str = "linear") -> None:

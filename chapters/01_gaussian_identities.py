@@ -176,7 +176,7 @@ print("Var(x + y) within 4 SE of 2:", abs(float(sb.var()) - 2) < 4 * math.sqrt(8
 print(f"P(x + y == 0) = 1/2 (a Gaussian gives 0): within 4 SE:", abs(frac_zero - 0.5) < 4 * 0.5 / math.sqrt(N_MC))
 
 # %% [markdown]
-# **Exercise 1.1.** Scaling is the other half of the story: $M_{ax}(s) = M_x(as)$ gives
+# **Exercise 1.1 (★ warm-up).** Scaling is the other half of the story: $M_{ax}(s) = M_x(as)$ gives
 # $a x \sim \mathcal N(a\mu_x, a^2\sigma_x^2)$. Write `sum_params(mu_x, var_x, mu_y, var_y, a, b)`
 # returning the tuple `(mean, var)` of $a x + b y$ for independent
 # $x \sim \mathcal N(\mu_x, \sigma_x^2)$, $y \sim \mathcal N(\mu_y, \sigma_y^2)$ (all
@@ -294,7 +294,7 @@ print(f"KL(N(0, 1) || N(1, 4)) = {float(normal_kl(0.0, 1.0, 1.0, 4.0)):.4f}")
 print(f"KL(N(1, 4) || N(0, 1)) = {float(normal_kl(1.0, 4.0, 0.0, 1.0)):.4f}")
 
 # %% [markdown]
-# **Exercise 1.2.** Write `kl_gaussian(mu1, var1, mu2, var2)`, the KL divergence
+# **Exercise 1.2 (★★ core).** Write `kl_gaussian(mu1, var1, mu2, var2)`, the KL divergence
 # $\mathrm{KL}(\mathcal N(\mu_1, \sigma_1^2) \,\|\, \mathcal N(\mu_2, \sigma_2^2))$, elementwise
 # for tensors (they may have different shapes that broadcast). The arguments are
 # **variances**.
@@ -326,7 +326,7 @@ for name, fn in wrong_versions.items():
     checks.check_kl_gaussian(fn)
 
 # %% [markdown]
-# **Exercise 1.3 (Monte Carlo).** Write `kl_monte_carlo(mu1, var1, mu2, var2, eps)`: the
+# **Exercise 1.3 (Monte Carlo; ★★ core).** Write `kl_monte_carlo(mu1, var1, mu2, var2, eps)`: the
 # Monte Carlo estimate of the same KL from given standard-normal draws `eps` of shape
 # `(n,)` (the parameters are 0-d tensors). Turn `eps` into samples $x_k$ of
 # $p = \mathcal N(\mu_1, \sigma_1^2)$ (reparameterisation: $x = \mu + \sigma\epsilon$), then
@@ -531,7 +531,7 @@ for mu1, var1, mu2, var2 in [(0.0, 1.0, 0.0, 1.0), (1.0, 0.25, -2.0, 4.0), (3.0,
                      str(pointwise), str(quadratic)))
 
 # %% [markdown]
-# **Exercise 1.4.** Write `product_mean_var(mu1, var1, mu2, var2)` returning the tuple
+# **Exercise 1.4 (★★ core).** Write `product_mean_var(mu1, var1, mu2, var2)` returning the tuple
 # `(mean, var)` of the normalised product
 # $\mathcal N(x;\mu_1,\sigma_1^2)\,\mathcal N(x;\mu_2,\sigma_2^2)/Z$, elementwise for tensors.
 

@@ -147,7 +147,7 @@ plt.show()
 # $s$ and $b$ are arbitrary networks: they never need to be inverted, since the inverse only
 # re-uses them on $m \odot x = m \odot z$.
 #
-# **Exercise 2.1.** Write `coupling_log_det(z, mask, log_scale_fn)`: `z` has shape `(B, d)`,
+# **Exercise 2.1 (★★ core).** Write `coupling_log_det(z, mask, log_scale_fn)`: `z` has shape `(B, d)`,
 # `mask` shape `(d,)` (ones and zeros), `log_scale_fn` maps `(B, d)` to `(B, d)`.
 # Return the log-determinant above, shape `(B,)`.
 
@@ -255,17 +255,23 @@ g, p_true, _ = density_grid(lambda v: gmm.log_prob(v).float(), n=n_grid)
 _, p_flow, mass_flow = density_grid(flow_model.log_prob, n=n_grid)
 flow_samples = flow_model.sample(2000, torch.Generator().manual_seed(3))
 
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
-axes[0].imshow(p_true, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
-axes[0].set(title="true density p(x)", xlabel="x_1", ylabel="x_2")
-axes[1].imshow(p_flow, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
-axes[1].set(title=f"RealNVP density (mass on grid {mass_flow:.3f})", xlabel="x_1")
-axes[2].scatter(*x_test[:2000].T, s=2, alpha=0.4, label="data")
-axes[2].scatter(*flow_samples.T, s=2, alpha=0.4, label="RealNVP samples")
-axes[2].set(title="samples", xlabel="x_1", xlim=(-3, 3), ylim=(-3, 3), aspect="equal")
-axes[2].legend(markerscale=5, fontsize=8)
-plt.tight_layout()
-plt.show()
+
+def show_model(p_model, mass: float, samples, name: str) -> None:
+    """True density | model density on the grid | data and model samples."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    axes[0].imshow(p_true, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
+    axes[0].set(title="true density p(x)", xlabel="x_1", ylabel="x_2")
+    axes[1].imshow(p_model, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
+    axes[1].set(title=f"{name} density (mass on grid {mass:.3f})", xlabel="x_1")
+    axes[2].scatter(*x_test[:2000].T, s=2, alpha=0.4, label="data")
+    axes[2].scatter(*samples.T, s=2, alpha=0.4, label=f"{name} samples")
+    axes[2].set(title="samples", xlabel="x_1", xlim=(-3, 3), ylim=(-3, 3), aspect="equal")
+    axes[2].legend(markerscale=5, fontsize=8)
+    plt.tight_layout()
+    plt.show()
+
+
+show_model(p_flow, mass_flow, flow_samples, "RealNVP")
 
 # %% [markdown]
 # In the full run (a minute or two of training) the coupling flow finds the nine modes but
@@ -288,7 +294,7 @@ plt.show()
 # and the discrete update is exactly **Euler's method**, $z_{t+\Delta t} \approx z_t +
 # f(z_t, t)\,\Delta t$.
 #
-# **Exercise 2.2.** Write one Euler step `euler_step(f, z, t, dt)`: `f(z, t)` returns a tensor
+# **Exercise 2.2 (★ warm-up).** Write one Euler step `euler_step(f, z, t, dt)`: `f(z, t)` returns a tensor
 # shaped like `z`; `t` and `dt` are floats (`dt` may be negative).
 
 # %%
@@ -468,7 +474,7 @@ print("exact trace by autograd at 3 random points:", [round(v, 6) for v in tr.to
 # one backward pass. Average $K$ probes for less variance. The probe appears **twice**: in the
 # product $\epsilon^\top J$ and again in the dot product with it.
 #
-# **Exercise 2.3.** Write `hutchinson(vjp, eps)`: `vjp(v)` maps `v` of shape `(B, d)` to
+# **Exercise 2.3 (★★★ stretch).** Write `hutchinson(vjp, eps)`: `vjp(v)` maps `v` of shape `(B, d)` to
 # $v^\top J$ (shape `(B, d)`, one Jacobian per batch element); `eps` holds `K` probes, shape
 # `(K, B, d)`. Return $\frac1K\sum_k \epsilon_k^\top J \epsilon_k$, shape `(B,)`.
 
@@ -572,19 +578,8 @@ print(f"  the same with RK4 in 32 steps instead of 8: test NLL {cnf_nll_fine:.3f
 
 # %%
 _, p_cnf, mass_cnf = density_grid(cnf_model.log_prob, n=n_grid)
-cnf_samples = cnf_model.sample(2000, torch.Generator().manual_seed(3))
-
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
-axes[0].imshow(p_true, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
-axes[0].set(title="true density p(x)", xlabel="x_1", ylabel="x_2")
-axes[1].imshow(p_cnf, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis")
-axes[1].set(title=f"CNF density (mass on grid {mass_cnf:.3f})", xlabel="x_1")
-axes[2].scatter(*x_test[:2000].T, s=2, alpha=0.4, label="data")
-axes[2].scatter(*cnf_samples.T, s=2, alpha=0.4, label="CNF samples (0 -> 1)")
-axes[2].set(title="samples", xlabel="x_1", xlim=(-3, 3), ylim=(-3, 3), aspect="equal")
-axes[2].legend(markerscale=5, fontsize=8)
-plt.tight_layout()
-plt.show()
+cnf_samples = cnf_model.sample(2000, torch.Generator().manual_seed(3))  # integrated 0 -> 1
+show_model(p_cnf, mass_cnf, cnf_samples, "CNF")
 
 # %% [markdown]
 # **The flow in time.** Particles start as Gaussian noise at $t = 0$ and are carried by $f$ to

@@ -129,7 +129,7 @@ print(f"variance at t = T: with sqrt(1 - beta_t): {var_vp[-1]:.1f};  without: {v
       f"(1 + sum beta = {1 + float(sched.betas.sum()):.1f})")
 
 # %% [markdown]
-# ### Exercise 3.1: one noising step
+# ### Exercise 3.1: one noising step (★ warm-up)
 #
 # Write `q_step_mine(schedule, x_prev, t, eps)` that returns
 # $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon$.
@@ -227,7 +227,7 @@ for t, xt in chain_pt.items():  # x_t reached by t single steps
     print(f"{t:5d} {1 - ab:26.3f} {math.sqrt(1 - ab):30.3f} {xt.var().item():13.3f}")
 
 # %% [markdown]
-# ### Exercise 3.2: the one-jump sampler
+# ### Exercise 3.2: the one-jump sampler (★★ core)
 #
 # Write `q_sample_mine(schedule, x0, t, eps)` returning
 # $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ (`schedule.alpha_bar[t]`
@@ -405,7 +405,7 @@ plt.show()
 # the input*. This KL is the term $L_T$ of the ELBO (chapter 4); DDPM treats it as a
 # constant because it has no parameters.
 #
-# ### Exercise 3.3: the prior KL
+# ### Exercise 3.3: the prior KL (★★ core)
 #
 # Write `prior_kl_mine(schedule, x0)` returning
 # $\mathrm{KL}(q(x_T \mid x_0)\,\|\,\mathcal N(0, I))$ in nats for every example of the
@@ -549,7 +549,7 @@ for T in gap_T:
 # noise's in $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$. It spans many
 # orders of magnitude, so we plot $\log \mathrm{SNR}_t$.
 #
-# ### Exercise 3.4: the cosine schedule
+# ### Exercise 3.4: the cosine schedule (★★ core)
 #
 # Write `cosine_alpha_bar_mine(T, s)` returning $\bar\alpha_0, \dots, \bar\alpha_T$ of the
 # cosine schedule (shape `(T + 1,)`, float64, **without** the $0.999$ cap). Hint:

@@ -332,7 +332,7 @@ print("eps form == x0 form:               ",
       torch.allclose(posterior_mean_from_eps(sched, xt_, eps_, t), mean_ref, rtol=1e-9, atol=1e-9))
 
 # %% [markdown]
-# **Exercise 4.1 (posterior mean).** Write `posterior_mean_ex(schedule, x0, xt, t)`: the mean
+# **Exercise 4.1 (posterior mean; ★★ core).** Write `posterior_mean_ex(schedule, x0, xt, t)`: the mean
 # $\tilde\mu_t(x_t, x_0)$ above. `t` is an int or a long tensor of shape `(B,)`; `x0`, `xt`
 # have shape `(B, ...)`. Index the schedule by $t$ directly (`schedule.alpha_bar[t]`,
 # `schedule.alpha_bar_prev[t]`, `schedule.betas[t]`, `schedule.alphas[t]`) and reshape
@@ -354,7 +354,7 @@ def posterior_mean_ex(schedule: Schedule, x0: torch.Tensor, xt: torch.Tensor, t)
 checks.check_posterior_mean(posterior_mean_ex)
 
 # %% [markdown]
-# **Exercise 4.2 (posterior variance).** Write `posterior_variance_ex(schedule, t)`:
+# **Exercise 4.2 (posterior variance; ★ warm-up).** Write `posterior_variance_ex(schedule, t)`:
 # $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$, a **variance**, with the
 # shape of `t` (`()` for an int, `(B,)` for a tensor).
 
@@ -513,7 +513,7 @@ widgets.interact(show_posterior, t=widgets.IntSlider(6, 2, 20, 1));
 # is a constant that does not change the gradient. Either way **training minimises a squared
 # distance between means**.
 #
-# **Exercise 4.3 (the KL term).** Write `equal_variance_kl(mu_tilde, mu_theta, var)`:
+# **Exercise 4.3 (the KL term; ★★ core).** Write `equal_variance_kl(mu_tilde, mu_theta, var)`:
 # $\mathrm{KL}\big(\mathcal N(\tilde\mu, \sigma^2 I)\,\|\,\mathcal N(\mu_\theta, \sigma^2 I)\big)$ for
 # each example. `mu_tilde`, `mu_theta` have shape `(B, ...)`; `var` has shape `(B,)` and holds
 # $\sigma_t^2$ (a variance). Return shape `(B,)`: sum over all the data dimensions.
@@ -661,7 +661,7 @@ plt.show()
 # responsibility for $x_t$ under the noised mixture (`dmlib.optimal`; it agrees with Tweedie's
 # formula $\mathbb E[x_0|x_t] = (x_t + (1-\bar\alpha_t)\nabla\log q(x_t))/\sqrt{\bar\alpha_t}$, tested).
 #
-# **Exercise 4.4 (the optimal denoiser for Gaussian data).** Write
+# **Exercise 4.4 (the optimal denoiser for Gaussian data; ★★★ stretch).** Write
 # `gaussian_denoiser(schedule, xt, t, mean, var)`: $\mathbb E[x_0\mid x_t]$ for data
 # $\mathcal N(\text{mean}, \text{var})$ in every dimension (`mean`, `var` are floats; `xt` has
 # shape `(B, ...)`, `t` an int or `(B,)`).

@@ -90,7 +90,7 @@ COLORS = {"x0": "tab:blue", "mu": "tab:green", "eps": "tab:red", "v": "tab:purpl
 # Every map divides only by $\sqrt{\bar\alpha_t}$, $\sqrt{1-\bar\alpha_t}$, $\beta_t$ or
 # $\text{coef}_{x_0}(t)$, all positive for $t = 1..T$: the conversions are exact.
 #
-# **Exercise 5.1.** Write `x0_from_eps(schedule, xt, eps, t)`: the $x_0$ that goes with a
+# **Exercise 5.1 (★ warm-up).** Write `x0_from_eps(schedule, xt, eps, t)`: the $x_0$ that goes with a
 # noise $\epsilon$ for the given $x_t$. Shapes: `xt`, `eps` `(B, ...)`; `t` an int or a
 # `(B,)` long tensor. `schedule.extract(schedule.alpha_bar, t, xt)` returns $\bar\alpha_t$
 # shaped to broadcast against `xt`.
@@ -109,7 +109,7 @@ def x0_from_eps(schedule: Schedule, xt: torch.Tensor, eps: torch.Tensor,
 checks.check_x0_from_eps(x0_from_eps)
 
 # %% [markdown]
-# **Exercise 5.2.** Write `mu_from_eps(schedule, xt, eps, t)`: the posterior mean
+# **Exercise 5.2 (★★ core).** Write `mu_from_eps(schedule, xt, eps, t)`: the posterior mean
 # $\tilde x_{t-1}$ of equation (1), the lecture's "slightly less noisy image". Mind which
 # $\alpha$ is cumulative: `schedule.alphas` holds $\alpha_t$, `schedule.alpha_bar` holds
 # $\bar\alpha_t$, `schedule.betas` holds $\beta_t$.
@@ -284,7 +284,7 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
 # $c_v(t) = (1-\bar\alpha_t)\,c_{x_0}(t) = \bar\alpha_t\,c_\epsilon(t)$ (divided by
 # $2\sigma_t^2$ as before): between the two, the dashed line in the plot above.
 #
-# **Exercise 5.3.** Write `v_from_x0_eps(schedule, x0, eps, t)`.
+# **Exercise 5.3 (★ warm-up).** Write `v_from_x0_eps(schedule, x0, eps, t)`.
 
 # %%
 def v_from_x0_eps(schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor,

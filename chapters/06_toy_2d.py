@@ -123,7 +123,7 @@ ref = diffusion_loss(net, sched, x0, generator=torch.Generator().manual_seed(5))
 print("inline Algorithm 1 == dmlib.diffusion_loss:", torch.allclose(mine, ref, rtol=1e-5))
 
 # %% [markdown]
-# **Exercise 6.1 (the training loss).** Given a batch `x0` (B, d), its timesteps `t` (a long
+# **Exercise 6.1 (the training loss; ★★ core).** Given a batch `x0` (B, d), its timesteps `t` (a long
 # tensor (B,)) and its noise `eps` (like `x0`), return the scalar loss of Algorithm 1:
 # the mean over the batch and the dimensions of $(\epsilon - \epsilon_\theta(x_t, t))^2$ with
 # $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$. Call the network as
@@ -254,7 +254,7 @@ ref = ddpm_sample(perfect, sched, (500, 2), generator=torch.Generator().manual_s
 print("inline Algorithm 2 == dmlib.ddpm_sample:", torch.allclose(mine, ref, atol=1e-4))
 
 # %% [markdown]
-# **Exercise 6.2 (one ancestral step).** Given $x_t$ (B, d), an int `t` and the noise `z`
+# **Exercise 6.2 (one ancestral step; ★★ core).** Given $x_t$ (B, d), an int `t` and the noise `z`
 # (like $x_t$), return $x_{t-1}$ of Algorithm 2 with $\sigma_t^2 = \beta_t$ (and no noise at
 # $t=1$). Call the network with a long tensor of shape (B,): `model(xt, torch.full((B,), t))`.
 
@@ -404,7 +404,7 @@ print(f"t={int(ts[i_mid])}: network excess {err_net[i_mid]:.2e} vs irreducible {
 # own slack). We measure the gap *per point* against the true $-\log p(x_0)$ of the same
 # held-out points, which removes the data's own spread from the error bar.
 #
-# **Exercise 6.3 (one term of the bound).** Return $L_{t-1}$ per example, shape (B,), for
+# **Exercise 6.3 (one term of the bound; ★★★ stretch).** Return $L_{t-1}$ per example, shape (B,), for
 # $t\ge2$, with $p_\theta(x_{t-1}\mid x_t)=\mathcal N(\mu_\theta, \sigma_t^2 I)$, $\sigma_t^2=\beta_t$,
 # $\mu_\theta=\frac{1}{\sqrt{\alpha_t}}(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t))$
 # and $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t I)$ (chapter 4):

@@ -125,3 +125,38 @@ def test_posterior_mean_mistakes(kw, hint):
 
 def test_posterior_mean_stub():
     assert _status(checks.check_posterior_mean, _stub).status == checks.NOT_IMPLEMENTED
+
+
+# ---- chapter 0: pixels to [-1, 1], SNR ------------------------------------------------------
+def test_to_model_range_reference_and_stub():
+    assert _status(checks.check_to_model_range, lambda p: p.float() / 127.5 - 1).passed
+    assert _status(checks.check_to_model_range, lambda p: (p.float() - 127.5) / 127.5).passed
+    assert _status(checks.check_to_model_range, _stub).status == checks.NOT_IMPLEMENTED
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda p: p.float() / 255, "[0, 1]"),
+    (lambda p: p.float() / 128 - 1, "255 / 2"),
+    (lambda p: p.float() / 255 - 0.5, "scale by 2"),
+    (lambda p: (p * 2) / 255 - 1, "wraps around"),
+    (lambda p: p, "integers"),
+])
+def test_to_model_range_mistakes(wrong, hint):
+    r = _status(checks.check_to_model_range, wrong)
+    assert r.status == checks.FAIL and hint in r.message, r.message
+
+
+def test_snr_reference_and_stub():
+    assert _status(checks.check_snr, lambda a: a / (1 - a)).passed
+    assert _status(checks.check_snr, _stub).status == checks.NOT_IMPLEMENTED
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda a: (1 - a) / a, "signal"),
+    (lambda a: a.sqrt() / (1 - a).sqrt(), "ratio of variances"),
+    (lambda a: torch.log(a / (1 - a)), "log SNR"),
+    (lambda a: a / (1 + a), "1 - alpha_bar_t"),
+])
+def test_snr_mistakes(wrong, hint):
+    r = _status(checks.check_snr, wrong)
+    assert r.status == checks.FAIL and hint in r.message, r.message

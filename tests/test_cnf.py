@@ -14,13 +14,7 @@ from dmlib.cnf import (CNF, VectorField, cnf_nll_loss, draw_probes, exact_trace,
                        hutchinson_divergence, hutchinson_trace)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest and robust on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 A = np.array([[0.3, -0.8], [0.5, -0.6]])  # Tr(A) = -0.3
 

@@ -11,13 +11,7 @@ from dmlib.flows import (AffineCoupling, RealNVP, coupling_log_det, flow_nll_los
                          standard_normal_log_prob)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest and robust on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _randomise(model, seed=0, scale=0.5):

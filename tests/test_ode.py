@@ -10,13 +10,7 @@ from scipy.integrate import solve_ivp
 from dmlib.ode import euler_step, odeint, rk4_step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest and robust on a shared CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _f(z, t):  # dz/dt = -z + sin(t), a linear ODE with a time-dependent forcing

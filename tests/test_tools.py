@@ -160,6 +160,26 @@ def test_student_build_leaks_no_solution(tmp_path):
         assert all(c.get("outputs", []) == [] for c in stu.cells if c.cell_type == "code")
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in CHAPTERS.glob("*.ipynb")))
+def test_pasting_solutions_back_restores_the_chapter(name):
+    """Stubbing is reversible: with the solutions pasted back, every cell is the original."""
+    ref = nbformat.read(CHAPTERS / f"{name}.ipynb", as_version=4)
+    stu, _ = student.studentize(ref, name)
+    for a, b in zip(ref.cells, stu.cells):
+        assert student.paste_solutions(b.source, a.source) == a.source
+
+
+def test_student_chapter_with_solutions_pasted_back_passes_every_check(tmp_path):
+    ref = nbformat.read(CHAPTERS / "00_setup.ipynb", as_version=4)
+    nb, n_ex = student.studentize(ref, "00_setup")
+    for a, b in zip(ref.cells, nb.cells):
+        b.source = student.paste_solutions(b.source, a.source)
+    nbformat.write(nb, tmp_path / "00_setup.ipynb")
+    run, _ = pairs.run_notebook(tmp_path / "00_setup.ipynb", quick=True, timeout=600)
+    lines = [ln for ln in _stream_text(run).splitlines() if "check_" in ln and not ln.startswith("[")]
+    assert len(lines) == n_ex and all(ln.startswith("PASS ") for ln in lines), lines
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in CHAPTERS.glob("*.ipynb")))
 def test_student_version_runs_to_the_end(tmp_path, name):

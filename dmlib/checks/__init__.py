@@ -20,7 +20,7 @@ checks live in a submodule (``basics``, ``diffusion``, ...) and are re-exported 
 
 from ._core import (ERROR, FAIL, NOT_IMPLEMENTED, PASS, RESULTS, Case, CheckFailed, CheckResult,
                     Mistake, Spec, run_check)
-from .basics import check_alpha_bar
+from .basics import check_alpha_bar, check_snr, check_to_model_range
 from .diffusion import check_posterior_mean, check_q_sample
 # each chapter's checks live in a submodule that lists them in its __all__
 from .elbo import *  # noqa: F401,F403  (chapter 4)
@@ -33,6 +33,7 @@ from . import elbo as _c4, flows as _c2, forward_process as _c3, gaussians as _c
 from . import toy2d as _c6
 
 __all__ = ["PASS", "FAIL", "NOT_IMPLEMENTED", "ERROR", "RESULTS", "Case", "CheckFailed",
-           "CheckResult", "Mistake", "Spec", "run_check", "check_alpha_bar", "check_q_sample",
+           "CheckResult", "Mistake", "Spec", "run_check", "check_alpha_bar", "check_snr", "check_to_model_range",
+           "check_q_sample",
            "check_posterior_mean", *_c1.__all__, *_c2.__all__, *_c3.__all__,
            *_c4.__all__, *_c5.__all__, *_c6.__all__]

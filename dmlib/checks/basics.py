@@ -39,3 +39,52 @@ def check_alpha_bar(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = 
                               atol=1e-9, rtol=1e-7), verbose)
 
 
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 0: pixels to the model's range, and the signal-to-noise ratio
+def _ref_to_model_range(images: torch.Tensor) -> torch.Tensor:
+    return images.to(torch.float32) / 127.5 - 1
+
+
+def check_to_model_range(fn: Callable[[torch.Tensor], torch.Tensor],
+                         verbose: bool = True) -> CheckResult:
+    """Check ``fn(images) -> x`` mapping uint8 pixels {0..255} of any shape to float32 in
+    [-1, 1]: x = p / 127.5 - 1 (0 -> -1, 255 -> 1). Chapter 0."""
+    g = torch.Generator().manual_seed(7)
+    cases = [Case((torch.randint(0, 256, (4, 1, 28, 28), generator=g, dtype=torch.uint8),),
+                  "uint8 images of shape (4, 1, 28, 28)"),
+             Case((torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8),),
+                  "the pixel values [0, 1, 127, 128, 254, 255]")]
+    f = lambda p: p.to(torch.float32)  # noqa: E731
+    mistakes = [
+        Mistake("your values lie in [0, 1]: that is the first half of the job; the model "
+                "expects [-1, 1], so stretch and shift", lambda p: f(p) / 255),
+        Mistake("0 maps to -1 but 255 does not reach 1: divide by 255 / 2, not 128",
+                lambda p: f(p) / 128 - 1),
+        Mistake("the result is centred but spans [-0.5, 0.5]: scale by 2 as well",
+                lambda p: f(p) / 255 - 0.5),
+        Mistake("you still have integers in 0..255 (convert to float and rescale)", f),
+        Mistake("some pixels came out wrong because uint8 arithmetic wraps around above 255 "
+                "(200 * 2 = 144): convert to float before multiplying", lambda p: (p * 2) / 255 - 1),
+    ]
+    spec = Spec("check_to_model_range", _ref_to_model_range, cases, mistakes, atol=1e-6, rtol=1e-6)
+    return run_check(fn, spec, verbose)
+
+
+def check_snr(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) -> CheckResult:
+    """Check ``fn(alpha_bar) -> snr`` with SNR_t = alpha_bar_t / (1 - alpha_bar_t), shapes (T,).
+    Chapter 0 (warm-up); chapter 3 plots it."""
+    cases = [Case((s.alpha_bar[1:].clone(),), f"alpha_bar of the {s.name} schedule, T={s.T}")
+             for s in _schedules()]
+    mistakes = [
+        Mistake("you divided the noise variance by the signal variance: SNR puts the signal "
+                "(alpha_bar_t) on top", lambda a: (1 - a) / a),
+        Mistake("you used standard deviations; SNR is a ratio of variances",
+                lambda a: a.sqrt() / (1 - a).sqrt()),
+        Mistake("you returned log SNR; return the ratio itself", lambda a: torch.log(a / (1 - a))),
+        Mistake("the denominator is the noise variance 1 - alpha_bar_t, not 1 + alpha_bar_t",
+                lambda a: a / (1 + a)),
+    ]
+    spec = Spec("check_snr", lambda a: a / (1 - a), cases, mistakes, rtol=1e-6, atol=1e-9)
+    return run_check(fn, spec, verbose)

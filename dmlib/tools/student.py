@@ -63,6 +63,40 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     return "\n".join(out), n
 
 
+def solution_blocks(source: str) -> list[list[str]]:
+    """The solution blocks of a cell, each as its lines including both markers."""
+    blocks, cur = [], None
+    for line in source.splitlines():
+        if line.strip() == BEGIN:
+            cur = [line]
+        elif cur is not None:
+            cur.append(line)
+            if line.strip() == END:
+                blocks.append(cur)
+                cur = None
+    return blocks
+
+
+def paste_solutions(student_source: str, solved_source: str) -> str:
+    """Put the solution blocks of ``solved_source`` back in place of the stubs of
+    ``student_source`` (in order): what a student does when they finish an exercise."""
+    blocks = solution_blocks(solved_source)
+    stub = STUB.splitlines()
+    lines, out, k, i = student_source.splitlines(), [], 0, 0
+    while i < len(lines):
+        if lines[i].strip() == stub[0] and i + 1 < len(lines) and lines[i + 1].strip() == stub[1]:
+            if k >= len(blocks):
+                raise SolutionMarkerError("more stubs than solution blocks")
+            out += blocks[k]
+            k, i = k + 1, i + 2
+        else:
+            out.append(lines[i])
+            i += 1
+    if k != len(blocks):
+        raise SolutionMarkerError(f"{len(blocks)} solution blocks but {k} stubs")
+    return "\n".join(out)
+
+
 def studentize(nb: nbformat.NotebookNode, name: str) -> tuple[nbformat.NotebookNode, int]:
     """Return a student copy of ``nb`` (solutions stubbed, outputs cleared) and the exercise count."""
     nb = nbformat.from_dict(nb)  # deep copy
