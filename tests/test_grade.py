@@ -15,7 +15,13 @@ from dmlib.tools import student
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "chapters" / "00_setup.ipynb"
 SOLUTION = "return torch.cumprod(1 - betas, dim=0)"
-CHECK = "check_alpha_bar"
+CHECK = "check_alpha_bar"  # the exercise the fake submissions get wrong
+CHECKS = ["check_alpha_bar", "check_to_model_range", "check_snr"]  # 00_setup, in order
+
+
+def _row(rows, check=CHECK):
+    (r,) = [r for r in rows if r["check"] == check]
+    return r
 
 
 def _ref() -> nbformat.NotebookNode:
@@ -87,7 +93,7 @@ def batch(tmp_path_factory):
 
 def test_expected_checks_come_from_the_reference():
     exp = grade.expected_checks(REF)
-    assert [e.name for e in exp] == [CHECK]  # the bracketed demo FAILs are not expected checks
+    assert [e.name for e in exp] == CHECKS  # the bracketed demo FAILs are not expected checks
     names = [e.name for e in grade.expected_checks(ROOT / "chapters" / "03_forward_process.ipynb")]
     assert names.count("check_q_step") == 1  # its unbracketed demo FAIL does not count
 
@@ -95,14 +101,15 @@ def test_expected_checks_come_from_the_reference():
 @pytest.mark.slow
 def test_reference_passes_and_student_build_is_not_implemented(batch):
     rows, out, _, _ = batch
-    assert [(r["check"], r["status"]) for r in rows["alice"]] == [(CHECK, "pass")]
-    assert [(r["check"], r["status"]) for r in rows["bob"]] == [(CHECK, "not implemented")]
+    assert [(r["check"], r["status"]) for r in rows["alice"]] == [(c, "pass") for c in CHECKS]
+    assert [(r["check"], r["status"]) for r in rows["bob"]] == [(c, "not implemented") for c in CHECKS]
     assert (out / "executed" / "alice" / "00_setup.ipynb").is_file()
 
 
 @pytest.mark.slow
 def test_wrong_implementation_fails_with_the_hint(batch):
-    (r,) = batch[0]["carol"]
+    r = _row(batch[0]["carol"])
+    assert [x["status"] for x in batch[0]["carol"]] == ["fail", "pass", "pass"]
     assert r["status"] == "fail"
     assert r["message"] == _demo_hint("product of betas")
 
@@ -110,7 +117,7 @@ def test_wrong_implementation_fails_with_the_hint(batch):
 @pytest.mark.slow
 def test_crashing_exercise_is_an_error_and_the_notebook_goes_on(batch):
     rows, out, _, _ = batch
-    (r,) = rows["dave"]
+    r = _row(rows["dave"])
     assert r["status"] == "error"
     assert r["message"].startswith("NameError: name 'alpha_bar_from_betas' is not defined")
     assert "undefined_helper" in r["message"]  # the first error is named too
@@ -118,15 +125,15 @@ def test_crashing_exercise_is_an_error_and_the_notebook_goes_on(batch):
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                    for o in c.outputs if o.get("output_type") == "stream")
     assert "[running sum] FAIL check_alpha_bar" in text and "alpha_bar_T =" in text
-    (r,) = rows["erin"]
+    r = _row(rows["erin"])
     assert r["status"] == "error" and "raised NameError" in r["message"] and "betaz" in r["message"]
 
 
 @pytest.mark.slow
 def test_corrupt_and_misnamed_notebooks(batch):
     rows = batch[0]
-    (r,) = rows["frank"]
-    assert r["status"] == "unreadable" and r["message"].startswith("unreadable notebook")
+    assert [r["status"] for r in rows["frank"]] == ["unreadable"] * len(CHECKS)
+    assert rows["frank"][0]["message"].startswith("unreadable notebook")
     by_status = {r["status"]: r for r in rows["gina"]}
     unknown = by_status["unknown chapter"]
     assert unknown["chapter"] == "00_setup-Copy1" and "00_setup, 01_gaussian" in unknown["message"]
@@ -138,11 +145,11 @@ def test_reports(batch):
     rows, out, stdout, _ = batch
     summary = {(r["student"], r["chapter"]): r for r in _read_csv(out / "summary.csv")}
     assert summary["alice", "00_setup"] == {"student": "alice", "chapter": "00_setup",
-                                            "passed": "1", "total": "1", "score": "100.0"}
-    assert summary["carol", "00_setup"]["score"] == "0.0"
+                                            "passed": "3", "total": "3", "score": "100.0"}
+    assert summary["carol", "00_setup"]["score"] == "66.7"
     assert summary["gina", "00_setup-Copy1"]["total"] == "0"
     md = (out / "summary.md").read_text()
-    assert "## alice" in md and "## Totals" in md and "| alice | 1 | 1 | 100.0 |" in md
+    assert "## alice" in md and "## Totals" in md and "| alice | 3 | 3 | 100.0 |" in md
     assert "| 00_setup | check_alpha_bar | fail |" in md
     assert "graded 7 student(s)" in stdout and "alice" in stdout
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
