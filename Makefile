@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BENCH_VENV  := .venv-bench
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+PEER_ARGS ?=
 KERNEL := dmlib-course
 LAB_ARGS ?=
 CH ?=
 JOBS ?= 2
 SUBMISSIONS ?=
 
-.PHONY: lab test unit pairs execute sync student grade bench clean help
+.PHONY: lab test unit pairs execute sync student grade bench bench-peer clean help
 
 help:
 	@echo "make lab      open the course in JupyterLab (creates .venv on first use)"
@@ -21,6 +25,7 @@ help:
 	@echo "make student  student versions of all chapters in build/student/"
 	@echo "make grade SUBMISSIONS=dir/   grade submitted notebooks (dir/<student>/<chapter>.ipynb)"
 	@echo "make bench    run the benchmarks in bench/ (results in bench/results/)"
+	@echo "make bench-peer  our MNIST U-Net vs diffusers' UNet2DModel (own env .venv-bench; ~45 min)"
 
 # One-time set-up: a virtual environment with the pinned requirements, dmlib in editable
 # mode and the course kernel. Re-runs when requirements.txt or pyproject.toml change.
@@ -67,6 +72,19 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
+
+# The peer benchmark needs diffusers, which the course does not: a separate environment with
+# requirements.txt plus bench/requirements-bench.txt. PEER_ARGS passes options to the script
+# (e.g. PEER_ARGS="--which ours --budget-seconds 300").
+$(BENCH_STAMP): requirements.txt bench/requirements-bench.txt pyproject.toml
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --upgrade --quiet pip
+	$(BENCH_PY) -m pip install --quiet -r requirements.txt -r bench/requirements-bench.txt
+	$(BENCH_PY) -m pip install --quiet --no-deps -e .
+	touch $(BENCH_STAMP)
+
+bench-peer: $(BENCH_STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BENCH_PY) bench/bench_mnist_peer.py $(PEER_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -16,11 +16,15 @@ module                what it holds                                          cha
 ``targets``           eps <-> x0 <-> posterior mean <-> v conversions         5
 ``losses``            the simple loss and the exact VLB terms                 4, 5
 ``sampling``          DDPM ancestral sampling                                 6
+``respacing``         sampling with S << T steps (respaced schedules)          7
 ``metrics``           sample distances and their floor                        6
 ``animation``         compact HTML animations of reverse trajectories         6
 ``models``            time embedding, MLP for 2-D data, a small U-Net         6, 7
 ``data``              2-D toy sets, Gaussian mixtures, MNIST, loaders         1-7
 ``training``          the generic training loop, EMA, device pick             6, 7
+``train``             MNIST presets and ``python -m dmlib.train``              7
+``quality``           FD / confident share / class entropy from a classifier  7
+``pretrained``        the shipped checkpoints, sha256-verified                7
 ``checkpoint``        atomic checkpoints, checked on load, exact resume       6, 7
 ``seeding``           ``seed_everything``                                     all
 ``plotting``          scatter / image grid / trajectory helpers               all

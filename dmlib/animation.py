@@ -1,4 +1,5 @@
-"""Compact animations of a reverse (sampling) trajectory of 2-D points (chapter 6).
+"""Compact animations of a reverse (sampling) trajectory: 2-D points (chapter 6) or images
+(``image_trajectory_html``, chapter 7).
 
 ``ddpm_sample(..., return_trajectory=True)`` returns a dict {t: x_t} with x_t of shape
 (N, 2). ``trajectory_html`` draws a few of those frames (at most 20, evenly spaced in t,
@@ -83,4 +84,49 @@ def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
     return html
 
 
-__all__ = ["MAX_FRAMES", "select_frames", "trajectory_html"]
+def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 12,
+                          nrow: int = 8, title: str = "reverse process", size: float = 4.0,
+                          dpi: int = 60, interval_ms: int = 300, t_label=None) -> str:
+    """Render {t: x_t (N, C, H, W) in [-1, 1]} as an animated image grid and return its HTML
+    (``to_jshtml``). Frames as in ``trajectory_html``; ``t_label(t)`` formats the frame title
+    (default ``f"t = {t}"``, e.g. to show the original time of a respaced step). Chapter 7.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from .plotting import make_grid
+
+    if not isinstance(trajectory, Mapping) or len(trajectory) == 0:
+        raise ValueError("trajectory must be a non-empty dict {t: x_t} (from ddpm_sample(..., "
+                         "return_trajectory=True))")
+    frames = select_frames(list(trajectory), n_frames)
+    grids = {}
+    for t in frames:
+        x = trajectory[t]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"trajectory[{t}] must be images of shape (N, C, H, W), got {got}")
+        grids[t] = make_grid(x.detach().cpu().clamp(-1, 1), nrow=nrow)
+    label_of = t_label or (lambda t: f"t = {t}")
+    g0 = grids[frames[0]]
+    h, w = g0.shape[:2]
+    fig, ax = plt.subplots(figsize=(size, size * h / w + 0.4), dpi=dpi)
+    im = ax.imshow(g0, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    label = ax.set_title(f"{title}: {label_of(frames[0])}", fontsize=9)
+    fig.tight_layout()
+
+    def update(i: int):
+        im.set_data(grids[frames[i]])
+        label.set_text(f"{title}: {label_of(frames[i])}")
+        return im, label
+
+    anim = FuncAnimation(fig, update, frames=len(frames), interval=interval_ms, blit=False)
+    try:
+        html = anim.to_jshtml(default_mode="once")
+    finally:
+        plt.close(fig)
+    return html
+
+
+__all__ = ["MAX_FRAMES", "select_frames", "trajectory_html", "image_trajectory_html"]

@@ -7,7 +7,11 @@ One step k = 1..steps (Algorithm 1 of the lecture sits inside ``loss_fn``):
     L_k      = loss_fn(model, batch_k, generator)
     g_k      = grad L_k, clipped: g_k <- g_k * min(1, c / ||g_k||)
     theta_k  = AdamW(theta_{k-1}, g_k, lr_k),  lr_k = lr * min(1, k / warmup_steps)
-    ema_k    = ema_decay * ema_{k-1} + (1 - ema_decay) * theta_k   (ema_1 = theta_1)
+               (times (1 + cos(pi k / steps)) / 2 with lr_decay="cosine")
+    ema_k    = d_k * ema_{k-1} + (1 - d_k) * theta_k   (ema_1 = theta_1),
+               d_k = ema_decay, or min(ema_decay, k / (k + 9)) with ema_warmup
+               (k / (k + 9) = (1 + n) / (10 + n) for n = k - 1 averaged steps: short runs
+               are not dominated by the untrained initial weights)
 
 The epoch permutation perm_e = randperm(N, seed * 1_000_003 + e) depends only on (seed, e),
 and ``generator`` (the loop's CPU torch.Generator, passed to ``loss_fn`` for its noise and
@@ -95,7 +99,12 @@ class TrainConfig:
     log_every: progress-bar refresh (mean loss of the last ``log_every`` steps);
     ckpt_every / ckpt_path: checkpoint every k steps and at the end (path needed);
     seed: data order and the loop's generator; device: None = ``pick_device()``;
-    amp: bfloat16 autocast, used on CUDA only.
+    amp: bfloat16 autocast, used on CUDA only; max_seconds: stop (with a checkpoint) after
+    the first step that ends past this wall-clock budget (None: run all ``steps``);
+    ema_warmup: the EMA decay grows as min(ema_decay, (1 + n) / (10 + n)) with n steps
+    averaged, so that after few steps the EMA is not mostly the initial weights;
+    lr_decay: "none" (constant after warmup) or "cosine" (lr_k times
+    (1 + cos(pi k / steps)) / 2, down to 0 at the last step).
     """
 
     steps: int = 1000
@@ -111,6 +120,9 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     amp: bool = False
+    max_seconds: float | None = None
+    lr_decay: str = "none"
+    ema_warmup: bool = False
 
     def __post_init__(self) -> None:
         def pos_int(name: str, allow_none: bool = False) -> None:
@@ -136,6 +148,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be a non-negative int, got {self.seed!r}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"TrainConfig.lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
+        if self.max_seconds is not None and not (self.max_seconds > 0):
+            raise ValueError(f"TrainConfig.max_seconds must be > 0 or None, got {self.max_seconds!r}")
         if self.ckpt_every is not None and self.ckpt_path is None:
             raise ValueError("TrainConfig.ckpt_every needs ckpt_path (where to write checkpoints)")
         if self.ckpt_path is not None:
@@ -233,8 +249,10 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
     tensors = tuple(x.to(device) for x in tensors)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                         use_buffers=True) if config.ema_decay is not None else None)
+    ema_fn = (_warmup_ema_fn(config.ema_decay) if config.ema_warmup
+              else get_ema_multi_avg_fn(config.ema_decay)) if config.ema_decay is not None else None
+    ema = (AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
+           if config.ema_decay is not None else None)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[float] = []
     grad_norms: list[float] = []
@@ -272,6 +290,8 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
         for step in range(start, config.steps):  # 0-based; the user sees step + 1
             k = step + 1
             lr = config.lr * (min(1.0, k / config.warmup_steps) if config.warmup_steps else 1.0)
+            if config.lr_decay == "cosine":
+                lr *= 0.5 * (1 + math.cos(math.pi * k / config.steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = _cached_indices(perm_cache, step, n, config.batch_size, config.seed).to(device)
@@ -312,17 +332,37 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
             if callback is not None:
                 callback(StepInfo(step=k, loss=loss_val, grad_norm=norm_val, lr=lr, model=model))
+            out_of_time = (config.max_seconds is not None
+                           and time.perf_counter() - t0 >= config.max_seconds)
             if config.ckpt_path is not None and (
-                    k == config.steps or (config.ckpt_every and k % config.ckpt_every == 0)):
+                    k == config.steps or out_of_time
+                    or (config.ckpt_every and k % config.ckpt_every == 0)):
                 checkpoint(k)
+            if out_of_time:
+                break
     finally:
         bar.close()
-    steps_done = max(start, config.steps)
+    steps_done = max(start, len(history))
     model.eval()
     ema_model = ema.module.eval() if ema is not None else None
     return TrainResult(model=model, ema_model=ema_model, history=history,
                        steps_done=steps_done, seconds=time.perf_counter() - t0,
                        grad_norms=grad_norms)
+
+
+def _warmup_ema_fn(decay: float):
+    # AveragedModel calls this with n = the number of updates averaged so far (>= 1).
+    @torch.no_grad()
+    def update(ema_params, params, n_averaged) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(ema_params[0]) or torch.is_complex(ema_params[0]):
+            torch._foreach_lerp_(ema_params, params, 1 - d)
+        else:  # integer buffers (e.g. BatchNorm's num_batches_tracked)
+            for e, p in zip(ema_params, params, strict=True):
+                e.copy_(e * d + p * (1 - d))
+
+    return update
 
 
 def _cached_indices(cache: dict[int, torch.Tensor], step: int, n: int, batch_size: int,

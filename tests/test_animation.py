@@ -42,3 +42,17 @@ def test_bad_trajectories():
         trajectory_html({1: torch.zeros(5, 3), 0: torch.zeros(5, 3)})
     with pytest.raises(ValueError, match="lim"):
         trajectory_html(_traj(5, 10), lim=0)
+
+
+def test_image_trajectory_html_frames_and_errors():
+    from dmlib.animation import image_trajectory_html
+
+    g = torch.Generator().manual_seed(0)
+    traj = {t: torch.rand(4, 1, 8, 8, generator=g) * 2 - 1 for t in range(30, -1, -1)}
+    html = image_trajectory_html(traj, n_frames=6, nrow=4, t_label=lambda t: f"step {t}")
+    assert html.count("data:image/png;base64") == 6
+    assert len(html) < 200_000
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        image_trajectory_html({5: torch.zeros(4, 2)})
+    with pytest.raises(ValueError, match="non-empty"):
+        image_trajectory_html({})

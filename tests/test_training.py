@@ -310,3 +310,34 @@ def test_train_moves_model_and_accepts_plain_modules():
     res = train(net, lambda m, x, g: (m(x) - 2 * x).square().mean(), _data(),
                 _cfg(steps=5), progress=False)
     assert res.model is net and len(res.history) == 5
+
+
+def test_cosine_lr_decay_follows_the_formula():
+    import math
+
+    from dmlib.training import TrainConfig, train
+
+    lrs = []
+    cfg = TrainConfig(steps=10, batch_size=4, lr=0.1, warmup_steps=2, lr_decay="cosine",
+                      ema_decay=None)
+    train(torch.nn.Linear(2, 1), lambda m, b, g: m(b).pow(2).mean(), torch.randn(16, 2), cfg,
+          progress=False, callback=lambda info: lrs.append(info.lr))
+    want = [0.1 * min(1, k / 2) * 0.5 * (1 + math.cos(math.pi * k / 10)) for k in range(1, 11)]
+    assert lrs == pytest.approx(want) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay="step")
+
+
+def test_ema_warmup_follows_the_formula():
+    from dmlib.training import TrainConfig, train
+
+    thetas = []
+    cfg = TrainConfig(steps=6, batch_size=4, lr=0.1, ema_decay=0.9, ema_warmup=True, grad_clip=None)
+    model = torch.nn.Linear(1, 1, bias=False)
+    res = train(model, lambda m, b, g: (m(b) - 1).pow(2).mean(), torch.randn(16, 1), cfg,
+                progress=False, callback=lambda i: thetas.append(float(i.model.weight)))
+    ema = thetas[0]
+    for k in range(2, 7):  # ema_1 = theta_1; then d_k = min(0.9, k / (k + 9))
+        d = min(0.9, k / (k + 9))
+        ema = d * ema + (1 - d) * thetas[k - 1]
+    assert float(res.ema_model.weight) == pytest.approx(ema, rel=1e-6)

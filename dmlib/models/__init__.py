@@ -11,6 +11,7 @@ name                       what it is                                           
 ``SinusoidalTimeEmbedding``  [sin(t w_i), cos(t w_i)], w_i = 10000^(-i/(dim/2))    6
 ``MLPDenoiser``            residual MLP for 2-D toy data (``MLPConfig``)           6
 ``UNet``                   small U-Net for 28x28 images (``UNetConfig``)           7
+``MnistClassifier``        the MNIST judge of sample quality (``ClassifierConfig``) 7
 =========================  =====================================================  =======
 """
 
@@ -24,11 +25,13 @@ from torch import nn
 from .embedding import SinusoidalTimeEmbedding, check_model_inputs, timestep_mlp
 from .mlp import MLPConfig, MLPDenoiser
 from .unet import UNet, UNetConfig
+from .classifier import ClassifierConfig, MnistClassifier
 
 #: Model classes that ``build_model`` (and ``dmlib.checkpoint.load_model``) can rebuild.
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "MLPDenoiser": (MLPDenoiser, MLPConfig),
     "UNet": (UNet, UNetConfig),
+    "MnistClassifier": (MnistClassifier, ClassifierConfig),
 }
 
 
@@ -56,5 +59,5 @@ def build_model(class_name: str, config: Mapping[str, Any]) -> nn.Module:
 
 
 __all__ = ["SinusoidalTimeEmbedding", "timestep_mlp", "check_model_inputs", "MLPConfig",
-           "MLPDenoiser", "UNetConfig", "UNet", "count_parameters", "build_model",
+           "MLPDenoiser", "UNetConfig", "UNet", "ClassifierConfig", "MnistClassifier", "count_parameters", "build_model",
            "MODEL_CLASSES"]

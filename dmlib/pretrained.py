@@ -1,0 +1,72 @@
+"""The checkpoints shipped in ``data/checkpoints/``, verified by sha256 before loading
+(chapter 7).
+
+=====================  ==========================================================
+name                   what it is
+=====================  ==========================================================
+``mnist_unet``         the chapter-7 U-Net (EMA weights), ``--preset ship``
+``mnist_classifier``   the MNIST classifier that judges sample quality
+=====================  ==========================================================
+
+Each file's sha256 is pinned here (and written beside it as ``<file>.sha256``); a changed,
+truncated or missing file gives an error that says how to restore it. How each was made
+(command, log, final metrics) is in ``data/checkpoints/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+#: The repo's ``data/checkpoints`` (dmlib/pretrained.py -> repo/data/checkpoints).
+CHECKPOINT_DIR: Path = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+#: name -> (file name, sha256 of the file as committed)
+PRETRAINED: dict[str, tuple[str, str]] = {
+    "mnist_unet": ("mnist_unet.pt",
+                   "ee5e2dd8c334089dc490ecce2de49f33f37b58fcf9e692415c0e02fc3553341e"),
+    "mnist_classifier": ("mnist_classifier.pt",
+                         "af048d0f0653ac98f14f695806c4f866b53a8d0d67ee6d8583cc6f8195bc1163"),
+}
+
+
+def pretrained_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of a shipped checkpoint (``root``, else ``$DMLIB_DATA_DIR/checkpoints``, else
+    the repo's ``data/checkpoints``)."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained checkpoint {name!r}; choose one of {sorted(PRETRAINED)}")
+    if root is None:
+        env = os.environ.get("DMLIB_DATA_DIR", "").strip()
+        root = Path(env) / "checkpoints" if env else CHECKPOINT_DIR
+    return Path(root) / PRETRAINED[name][0]
+
+
+def verify_pretrained(name: str, root: str | os.PathLike | None = None) -> str:
+    """Check the file's sha256 against the pinned one; return the digest."""
+    from .train import sha256_file
+
+    path = pretrained_path(name, root)
+    fname, expected = PRETRAINED[name]
+    hint = (f"restore it with `git checkout -- data/checkpoints/{fname}` from the repository "
+            f"root (see data/checkpoints/README.md for the command that made it)")
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped checkpoint not found: {path}; {hint}")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise ValueError(f"checksum mismatch for {path}: expected sha256 {expected}, got "
+                         f"{digest}. The file was modified or is damaged; {hint}")
+    return digest
+
+
+def load_pretrained(name: str, root: str | os.PathLike | None = None) -> nn.Module:
+    """Verify and load a shipped model (eval mode, CPU). Chapter 7."""
+    from .checkpoint import load_model
+
+    verify_pretrained(name, root)
+    return load_model(pretrained_path(name, root))
+
+
+__all__ = ["CHECKPOINT_DIR", "PRETRAINED", "pretrained_path", "verify_pretrained",
+           "load_pretrained"]

@@ -1,0 +1,66 @@
+"""Tests for the shipped checkpoints (dmlib.pretrained): checksums, size, loading, errors,
+and that they do what they claim (the judge's accuracy, the U-Net's denoising)."""
+
+import shutil
+
+import pytest
+import torch
+
+from dmlib.data.mnist import load_mnist
+from dmlib.losses import diffusion_loss
+from dmlib.models import MnistClassifier, UNet
+from dmlib.pretrained import (PRETRAINED, load_pretrained, pretrained_path,
+                              verify_pretrained)
+from dmlib.quality import test_accuracy as judge_accuracy
+from dmlib.schedules import Schedule
+from dmlib.train import MNIST_UNET, PRESETS
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_files_verify_and_are_small(name):
+    path = pretrained_path(name)
+    assert path.stat().st_size <= 10 * 2 ** 20
+    digest = verify_pretrained(name)
+    assert path.with_name(path.name + ".sha256").read_text().split()[0] == digest
+
+
+def test_corrupt_missing_and_unknown(tmp_path):
+    shutil.copy(pretrained_path("mnist_classifier"), tmp_path / "mnist_classifier.pt")
+    raw = bytearray((tmp_path / "mnist_classifier.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "mnist_classifier.pt").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum mismatch.*git checkout -- data/checkpoints"):
+        load_pretrained("mnist_classifier", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="shipped checkpoint not found"):
+        verify_pretrained("mnist_unet", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown pretrained checkpoint"):
+        pretrained_path("mnist_gan")
+
+
+def test_env_data_dir(tmp_path, monkeypatch):
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(pretrained_path("mnist_unet"), tmp_path / "checkpoints" / "mnist_unet.pt")
+    monkeypatch.setenv("DMLIB_DATA_DIR", str(tmp_path))
+    assert pretrained_path("mnist_unet").parent == tmp_path / "checkpoints"
+    assert isinstance(load_pretrained("mnist_unet"), UNet)
+
+
+def test_shipped_judge_is_99_percent_accurate(one_thread):
+    judge = load_pretrained("mnist_classifier")
+    assert isinstance(judge, MnistClassifier)
+    assert judge_accuracy(judge) >= 0.99
+
+
+def test_shipped_unet_denoises(one_thread):
+    model = load_pretrained("mnist_unet")
+    assert model.config == MNIST_UNET == PRESETS["ship"].model
+    x0, _ = load_mnist("test", limit=256)
+    s = Schedule.cosine(1000)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(1, 1001, (256,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        trained = float(diffusion_loss(model, s, x0, t=t, eps=eps))
+        untrained = float(diffusion_loss(UNet(MNIST_UNET).eval(), s, x0, t=t, eps=eps))
+    assert untrained == pytest.approx(1.0, abs=0.05)  # predicts 0: loss = E[eps^2]
+    assert trained < 0.05  # 0.038 measured for the shipped weights
