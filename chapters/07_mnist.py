@@ -36,7 +36,6 @@
 import copy
 import json
 import time
-from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -65,7 +64,6 @@ gen = dmlib.seed_everything(0)
 if dmlib.QUICK:
     torch.set_num_threads(1)  # CI runs two notebooks side by side on two cores
 plt.rcParams["figure.dpi"] = 70  # keeps the notebook small
-ROOT = Path("..") if Path("../dmlib").is_dir() else Path(".")
 print("quick mode:", dmlib.QUICK, "| torch threads:", torch.get_num_threads())
 
 # %% [markdown]
@@ -604,7 +602,7 @@ plt.show()
 # GPU was available to measure what it reaches.
 
 # %%
-metrics_file = ROOT / "data" / "checkpoints" / "mnist_unet.metrics.json"
+metrics_file = pretrained_path("mnist_unet").with_name("mnist_unet.metrics.json")
 recorded = json.loads(metrics_file.read_text())
 for key in ("samples", "floor"):
     r = recorded[key]

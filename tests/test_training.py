@@ -335,7 +335,7 @@ def test_ema_warmup_follows_the_formula():
     cfg = TrainConfig(steps=6, batch_size=4, lr=0.1, ema_decay=0.9, ema_warmup=True, grad_clip=None)
     model = torch.nn.Linear(1, 1, bias=False)
     res = train(model, lambda m, b, g: (m(b) - 1).pow(2).mean(), torch.randn(16, 1), cfg,
-                progress=False, callback=lambda i: thetas.append(float(i.model.weight)))
+                progress=False, callback=lambda i: thetas.append(float(i.model.weight.detach())))
     ema = thetas[0]
     for k in range(2, 7):  # ema_1 = theta_1; then d_k = min(0.9, k / (k + 9))
         d = min(0.9, k / (k + 9))
