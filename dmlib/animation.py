@@ -33,6 +33,18 @@ def select_frames(steps: Sequence[int], n_frames: int = MAX_FRAMES) -> list[int]
     return [steps[i] for i in idx]
 
 
+def _to_html(fig, update, n_frames: int, interval_ms: int) -> str:
+    """``FuncAnimation(fig, update)`` as jshtml (PNG frames in base64); closes the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    anim = FuncAnimation(fig, update, frames=n_frames, interval=interval_ms, blit=False)
+    try:
+        return anim.to_jshtml(default_mode="once")
+    finally:
+        plt.close(fig)
+
+
 def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
                     lim: float = 3.0, title: str = "reverse process", size: float = 3.0,
                     dpi: int = 60, interval_ms: int = 250, n_points: int = 1000,
@@ -45,7 +57,6 @@ def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
     ``interval_ms`` the delay between frames. The figure is closed before returning.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
     if not isinstance(trajectory, Mapping) or len(trajectory) == 0:
         raise ValueError("trajectory must be a non-empty dict {t: x_t} (from ddpm_sample(..., "
@@ -76,12 +87,7 @@ def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
         label.set_text(f"{title}: t = {frames[i]}")
         return scat, label
 
-    anim = FuncAnimation(fig, update, frames=len(frames), interval=interval_ms, blit=False)
-    try:
-        html = anim.to_jshtml(default_mode="once")
-    finally:
-        plt.close(fig)
-    return html
+    return _to_html(fig, update, len(frames), interval_ms)
 
 
 def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 12,
@@ -92,7 +98,6 @@ def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int 
     (default ``f"t = {t}"``, e.g. to show the original time of a respaced step). Chapter 7.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
     from .plotting import make_grid
 
@@ -121,12 +126,7 @@ def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int 
         label.set_text(f"{title}: {label_of(frames[i])}")
         return im, label
 
-    anim = FuncAnimation(fig, update, frames=len(frames), interval=interval_ms, blit=False)
-    try:
-        html = anim.to_jshtml(default_mode="once")
-    finally:
-        plt.close(fig)
-    return html
+    return _to_html(fig, update, len(frames), interval_ms)
 
 
 __all__ = ["MAX_FRAMES", "select_frames", "trajectory_html", "image_trajectory_html"]

@@ -141,6 +141,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
     return path
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read-only, in 1 MB blocks). Chapters 3, 7."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _fsync_dir(d: Path) -> None:
     # Persist the rename itself (POSIX); directories cannot be opened this way on Windows.
     try:
@@ -292,4 +303,4 @@ def load_model(path: str | os.PathLike, use_ema: bool = True,
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_model",
            "CheckpointMismatchError", "CheckpointCorruptError", "get_rng_state",
-           "set_rng_state", "config_to_dict", "FORMAT_VERSION"]
+           "set_rng_state", "config_to_dict", "FORMAT_VERSION", "sha256_file"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -39,6 +38,7 @@ from torch import nn
 
 from .models.unet import UNet, UNetConfig
 from .schedules import Schedule, make_schedule
+from .checkpoint import sha256_file
 from .losses import diffusion_loss
 from .training import StepInfo, TrainConfig, TrainResult, pick_device, train
 
@@ -132,15 +132,6 @@ def image_loss_fn(schedule: Schedule, prediction_type: str = "eps",
         return diffusion_loss(model, schedule, x0, prediction_type, generator=generator)
 
     return loss_fn
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike, step: int,

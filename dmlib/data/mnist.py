@@ -18,7 +18,6 @@ IDX format (big-endian): int32 magic (2051 = images, 2049 = labels), int32 sizes
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import zlib
 from pathlib import Path
@@ -72,11 +71,9 @@ def _path(directory: Path, name: str) -> Path:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:  # read-only
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..checkpoint import sha256_file
+
+    return sha256_file(path)
 
 
 def _verify_file(path: Path, name: str) -> str:
