@@ -53,22 +53,22 @@ unit: $(STAMP)
 	$(PY) -m pytest tests -p no:cacheprovider
 
 pairs: $(STAMP)
-	$(PY) -m dmlib.tools.pairs check chapters
+	$(PY) -m dmlib.course.tools.pairs check chapters
 
 sync: $(STAMP)
-	$(PY) -m dmlib.tools.pairs sync chapters
+	$(PY) -m dmlib.course.tools.pairs sync chapters
 
 # Full mode (DMLIB_QUICK unset): the outputs students see on the web.
 execute: $(STAMP) sync
-	$(PY) -m dmlib.tools.pairs execute chapters $(CH)
+	$(PY) -m dmlib.course.tools.pairs execute chapters $(CH)
 
 student: $(STAMP)
-	$(PY) -m dmlib.tools.student chapters build/student
+	$(PY) -m dmlib.course.tools.student chapters build/student
 
 # Autograder: every submitted notebook in a fresh kernel with a time limit; reports in build/grades/.
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }
-	$(PY) -m dmlib.grade $(SUBMISSIONS) --out build/grades
+	$(PY) -m dmlib.course.grade $(SUBMISSIONS) --out build/grades
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

@@ -29,8 +29,8 @@ import torch
 from _common import RESULTS, timeit, write_json
 from dmlib.losses import diffusion_loss
 from dmlib.models import UNet, UNetConfig, count_parameters
-from dmlib.pretrained import load_pretrained
-from dmlib.respacing import sample_images
+from dmlib.pretrained import load_pretrained_diffusion
+from dmlib.sampling import sample_images
 from dmlib.schedules import Schedule
 from dmlib.train import MNIST_UNET
 
@@ -72,13 +72,12 @@ def bench_sizes() -> list[dict]:
 
 
 def bench_sampling() -> list[dict]:
-    model = load_pretrained("mnist_unet")
-    s = Schedule.cosine(1000)
+    model, spec = load_pretrained_diffusion("mnist_unet")
     rows = []
     for S in (10, 25, 50, 100, 250, 1000):
         n = 64 if S <= 250 else 16
         t0 = time.perf_counter()
-        sample_images(model, s, n, steps=S, generator=torch.Generator().manual_seed(0))
+        sample_images(model, spec, n, steps=S, generator=torch.Generator().manual_seed(0))
         per = (time.perf_counter() - t0) / n
         rows.append({"steps": S, "n": n, "seconds_per_digit": per, "seconds_for_64": 64 * per})
         print(f"{S:5d} steps: {per * 1000:7.1f} ms/digit, 64 digits {64 * per:6.1f} s", flush=True)

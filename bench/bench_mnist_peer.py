@@ -17,7 +17,7 @@ of wall clock have passed (the step that crosses the budget is finished). Measur
 * steps done, training images/s (steps * batch / wall seconds) and the CPU seconds used;
 * the final loss (mean of the last 100 steps);
 * ``--n-samples`` images from the EMA model (Algorithm 2 on the ``--sample-steps``-step
-  respaced schedule, ``dmlib.respacing.sample_images``, generator seeded 0), timed (seconds
+  respaced schedule, ``dmlib.sampling.sample_images``, generator seeded 0), timed (seconds
   per image);
 * their quality by the shipped classifier (``dmlib.quality.score_images``): Frechet distance
   of its features to the test set, share of confident predictions, class entropy (and its
@@ -59,7 +59,7 @@ from torch import nn  # noqa: E402
 
 from dmlib.data.mnist import load_mnist  # noqa: E402
 from dmlib.models import UNet, count_parameters  # noqa: E402
-from dmlib.respacing import sample_images  # noqa: E402
+from dmlib.sampling import sample_images  # noqa: E402
 from dmlib.train import MNIST_UNET, Preset, get_preset, image_loss_fn  # noqa: E402
 from dmlib.training import StepInfo, train  # noqa: E402
 
@@ -106,7 +106,7 @@ def train_for_budget(model: nn.Module, preset: Preset, images: torch.Tensor,
     (CPU, float32, no checkpoints). Returns the EMA model and the measurements."""
     config = preset.train_config(None, seed=SEED, device="cpu")
     config.amp = False  # CUDA only anyway; avoids train()'s warning
-    loss_fn = image_loss_fn(preset.make_schedule(), preset.prediction_type)
+    loss_fn = image_loss_fn(preset.spec)
     t_start = time.perf_counter()
 
     def callback(info: StepInfo) -> None:
@@ -195,7 +195,7 @@ def main() -> int:
               f"({row['images_per_s']:.1f} images/s, CPU {row['train_cpu_seconds']:.1f} s); "
               f"final loss {row['final_loss']:.4f}", flush=True)
         t0 = time.perf_counter()
-        x = sample_images(ema, schedule, args.n_samples, steps=args.sample_steps,
+        x = sample_images(ema, preset.spec, args.n_samples, steps=args.sample_steps,
                           generator=torch.Generator().manual_seed(0))
         sample_s = time.perf_counter() - t0
         grid_path = args.out.parent / f"{args.out.stem}_{name}.png"

@@ -70,7 +70,7 @@ def measure(name: str, model, sched: Schedule) -> dict:
     x_held = make_toy(name, N_HELDOUT, seed=2)
     t0 = time.perf_counter()
     with torch.no_grad():
-        vlb = vlb_terms(model, sched, x_held, sigma="beta",
+        vlb = vlb_terms(model, sched, x_held, variance="beta",
                         generator=torch.Generator().manual_seed(0)).sum(1).double()
     out = {"vlb_nats": vlb.mean().item(), "vlb_se": (vlb.std() / math.sqrt(len(vlb))).item(),
            "vlb_seconds": time.perf_counter() - t0}

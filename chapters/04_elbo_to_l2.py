@@ -44,11 +44,11 @@ from dmlib import checks
 from dmlib.data.mixture import GaussianMixture, default_gmm2d
 from dmlib.forward import q_mean_var, q_sample, q_step
 from dmlib.gaussians import gaussian_log_prob, gaussian_product, normal_kl
-from dmlib.losses import elbo_variance, vlb_terms
+from dmlib.losses import vlb_terms
 from dmlib.optimal import GaussianData, OptimalDenoiser, gaussian_vlb_terms, nll
 from dmlib.posterior import posterior_mean, posterior_mean_from_eps, posterior_mean_var
 from dmlib.sampling import p_mean_var
-from dmlib.schedules import Schedule
+from dmlib.schedules import Schedule, elbo_variance
 from dmlib.targets import convert
 
 gen = dmlib.seed_everything(0)
@@ -234,7 +234,7 @@ for x0_value in (-1.5, 0.0, 1.0):
     x0 = torch.full((n_traj, 1), x0_value, dtype=D)
     with torch.no_grad():
         direct = neg_elbo_along_trajectories(model20, sched20, x0, var20, generator=gen)
-        terms = vlb_terms(model20, sched20, x0, sigma="beta", generator=gen)
+        terms = vlb_terms(model20, sched20, x0, variance="beta", generator=gen)
     rows.append((x0_value, direct, terms))
 
 # %%
@@ -597,15 +597,15 @@ model100 = OptimalDenoiser(gmm1d, sched100, "eps")
 n_ex = 4000  # fixed: the printed verdicts do not depend on the quick switch
 x0 = gmm1d.sample(n_ex, gen, dtype=D)
 with torch.no_grad():
-    M = vlb_terms(model100, sched100, x0, sigma="beta", generator=gen)   # (n_ex, T + 1)
+    M = vlb_terms(model100, sched100, x0, variance="beta", generator=gen)   # (n_ex, T + 1), column t = L_{t-1}, column 0 = L_T
 full_sum = M.sum(1)                                                      # the exact sum per example
 t_draw = torch.randint(1, 101, (n_ex,), generator=gen)
-one_t = 100 * M[torch.arange(n_ex), t_draw - 1] + M[:, 100]              # T * L_{t-1} + L_T
+one_t = 100 * M[torch.arange(n_ex), t_draw] + M[:, 0]                   # T * L_{t-1} + L_T
 # importance sampling of t (an aside): p(t) proportional to sqrt(E[L_{t-1}^2])
-p_t = M[:, :100].pow(2).mean(0).sqrt()
+p_t = M[:, 1:].pow(2).mean(0).sqrt()                     # p_t[t - 1] for t = 1..T
 p_t = p_t / p_t.sum()
 t_imp = torch.multinomial(p_t, n_ex, replacement=True, generator=gen) + 1
-one_t_imp = M[torch.arange(n_ex), t_imp - 1] / p_t[t_imp - 1] + M[:, 100]
+one_t_imp = M[torch.arange(n_ex), t_imp] / p_t[t_imp - 1] + M[:, 0]
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -632,8 +632,8 @@ for name, est in (("one uniform t, T*L_{t-1}", one_t), ("one t ~ p(t), L/p(t)   
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
-ax.plot(range(1, 101), M[:, :100].mean(0).numpy(), label="E[L_{t-1}] (mean over examples)")
-ax.plot(range(1, 101), M[:, :100].std(0).numpy(), label="std of L_{t-1} over examples")
+ax.plot(range(1, 101), M[:, 1:].mean(0).numpy(), label="E[L_{t-1}] (mean over examples)")
+ax.plot(range(1, 101), M[:, 1:].std(0).numpy(), label="std of L_{t-1} over examples")
 ax.set_yscale("symlog", linthresh=0.01)
 ax.set(title="Per-term size of -ELBO (optimal model, 1-D mixture, linear T = 100)",
        xlabel="t (the term L_{t-1}; t = 1 is the decoder L_0)", ylabel="nats")
@@ -715,7 +715,7 @@ for name, data in (("optimal (true m, v)   ", gauss),
 sched_c = Schedule.cosine(50)
 x0 = gauss.sample(10_000, gen, dtype=D)
 with torch.no_grad():
-    mc = vlb_terms(OptimalDenoiser(gauss, sched_c, "eps"), sched_c, x0, sigma="beta_tilde", generator=gen).sum(1)
+    mc = vlb_terms(OptimalDenoiser(gauss, sched_c, "eps"), sched_c, x0, variance="beta_tilde", generator=gen).sum(1)
 exact = float(gaussian_vlb_terms(gauss, sched_c, "beta_tilde").sum())
 m, se = mean_se(mc)
 print(f"-ELBO (cosine T = 50): exact {exact:.3f}, Monte Carlo {m:.3f} +- {se:.3f}; "
@@ -769,7 +769,7 @@ for name in ("linear", "cosine"):
         for sig in ("beta", "beta_tilde"):
             x0 = gmm.sample(n_gmm, gen, dtype=D)
             with torch.no_grad():
-                bound = vlb_terms(OptimalDenoiser(gmm, s, "eps"), s, x0, sigma=sig, generator=gen).sum(1)
+                bound = vlb_terms(OptimalDenoiser(gmm, s, "eps"), s, x0, variance=sig, generator=gen).sum(1)
             gmm_gaps[name, T, sig] = mean_se(bound - nll(gmm, x0))
 ent, ent_se = gmm.entropy()
 print(f"2-D mixture: entropy H = {ent:.3f} +- {ent_se:.3f} nats; "

@@ -41,7 +41,8 @@ import torch
 import dmlib
 from dmlib import checks
 from dmlib import targets as tg
-from dmlib.losses import diffusion_loss, elbo_variance, loss_weights, vlb_terms
+from dmlib.losses import diffusion_loss, loss_weights, vlb_terms
+from dmlib.schedules import elbo_variance
 from dmlib.posterior import posterior_mean, posterior_mean_from_eps
 from dmlib.schedules import Schedule
 
@@ -221,7 +222,7 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
           f"{rel(c_eps * sq['eps'], sq['mu']) < 1e-10}")
     two_var = 2 * elbo_variance(sched, "beta_tilde")[1:]  # 2 sigma_t^2, sigma_1^2 = beta_1
     for p, c in [("mu", torch.ones_like(c_x0)), ("x0", c_x0), ("eps", c_eps)]:
-        w = loss_weights(sched, p, "elbo", sigma="beta_tilde")[1:]
+        w = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
         print(f"{sched.name}: loss_weights('{p}', 'elbo') = c_{p}(t) / (2 sigma_t^2): "
               f"{rel(w, c / two_var) < 1e-10}")
 
@@ -234,7 +235,7 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, sched in zip(axes, [Schedule.linear(1000), Schedule.cosine(1000)]):
     t = np.arange(1, sched.T + 1)
     for p, style in [("mu", "-"), ("x0", "-"), ("eps", "-"), ("v", "--")]:
-        w = loss_weights(sched, p, "elbo", sigma="beta_tilde")[1:].numpy()
+        w = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:].numpy()
         ax.plot(t, w, style, color=COLORS[p], label=f"{p}: w(t) on ||{p} - {p}_theta||^2")
     ax.set_yscale("log")
     ax.set(title=f"ELBO weights, {sched.name} schedule (T = 1000)", xlabel="t",
@@ -249,7 +250,7 @@ print("range of the ELBO weight over t = 1..T, max / min (orders of magnitude):"
 for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     row = []
     for p in tg.PREDICTION_TYPES:
-        w = loss_weights(sched, p, "elbo", sigma="beta_tilde")[1:]
+        w = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
         row.append(f"{p}: 1e{round(math.log10(w.max() / w.min()))}")
     print(f"  {sched.name:6s}  " + ", ".join(row))
 
@@ -317,8 +318,8 @@ checks.check_v(v_from_x0_eps)
 # NBVAL_CHECK_OUTPUT
 for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     for p in tg.PREDICTION_TYPES:
-        w = tg.elbo_weight(sched, *tg.target_coefficients(sched, p), sigma="beta_tilde")[1:]
-        ref = loss_weights(sched, p, "elbo", sigma="beta_tilde")[1:]
+        w = tg.elbo_weight(sched, *tg.target_coefficients(sched, p), variance="beta_tilde")[1:]
+        ref = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
         print(f"{sched.name:6s} {p:3s}: elbo_weight == loss_weights: "
               f"{((w - ref).abs() / ref).max().item() < 1e-10}")
 sched = Schedule.linear(1000)
@@ -439,7 +440,7 @@ for p in tg.PREDICTION_TYPES:
     k = tg.x0_error_factor(sched, *tg.target_coefficients(sched, p))[1:]
     implied = (k / k_eps) ** 2  # ||y - y_theta||^2 = (k_y / k_eps)^2 ||eps - eps_theta||^2
     ax.plot(t, implied.numpy(), color=COLORS[p], label=f"simple loss on {p}")
-ax.plot(t, loss_weights(sched, "eps", "elbo", sigma="beta_tilde")[1:].numpy(), "k:",
+ax.plot(t, loss_weights(sched, "eps", "elbo", variance="beta_tilde")[1:].numpy(), "k:",
         label="ELBO (any target)")
 ax.set_yscale("log")
 ax.set(title="Weight on ||eps - eps_theta||^2 implied by each loss\n(linear schedule, T = 100)",
@@ -482,7 +483,7 @@ RUNS = [(p, w) for w in ("simple", "elbo") for p in ("eps", "x0", "mu", "v")]
 def make_loss_fn(p: str, w: str):
     # Algorithm 1 with the chosen target and weighting; sigma_t^2 = beta_tilde_t as in the bound
     return lambda m, x0, g: diffusion_loss(m, sched, x0, prediction_type=p, weighting=w,
-                                           generator=g, sigma="beta_tilde")
+                                           generator=g, variance="beta_tilde")
 
 
 results = {}
@@ -518,9 +519,9 @@ for (p, w), r in results.items():
     m = r["model"]
     with torch.no_grad():
         r["err"] = tg.error_per_t(m, sched, x_test, p, generator=torch.Generator().manual_seed(5))
-        terms = vlb_terms(m, sched, x_test, p, sigma="beta_tilde",
+        terms = vlb_terms(m, sched, x_test, p, variance="beta_tilde",
                           generator=torch.Generator().manual_seed(6))
-    r["vlb_t"] = terms.mean(0)  # column k uses t = k + 1; the last column is L_T
+    r["vlb_t"] = terms.mean(0)  # indexed by t: column t is L_{t-1}, column 0 is L_T
     r["nll"] = terms.sum(1).mean().item()
     r["samples"] = ddpm_sample(m, sched, (N_SAMPLES, 2), prediction_type=p, variance="beta_tilde",
                                generator=torch.Generator().manual_seed(7))
@@ -544,7 +545,7 @@ fig, axes = plt.subplots(1, 3, figsize=(15, 4))
 for (p, w), r in results.items():
     style = "-" if w == "simple" else "--"
     axes[0].plot(t_mid, binned(r["err"][1:]), style, color=COLORS[p], label=f"{p}, {w}")
-    axes[1].plot(t_mid, binned(r["vlb_t"][:T]), style, color=COLORS[p], label=f"{p}, {w}")
+    axes[1].plot(t_mid, binned(r["vlb_t"][1:]), style, color=COLORS[p], label=f"{p}, {w}")
 axes[0].set(yscale="log", title="Own-target error per t (held out)", xlabel="t (binned)",
             ylabel="E ||y - y_theta||^2 per dim")
 axes[1].set(yscale="log", title="ELBO term L_{t-1} per t (held out)", xlabel="t (binned)",
@@ -632,7 +633,7 @@ def show_run(target: str = "eps", weighting: str = "simple") -> None:
     scatter2d(x_test, ax=axes[0], lim=3, s=2, color="0.7", label="data")
     scatter2d(r["samples"], ax=axes[0], lim=3, s=2, color=COLORS[target],
                              label="samples", title=f"{target}, {weighting}")
-    axes[1].plot(np.arange(1, T + 1), r["vlb_t"][:T].numpy(), color=COLORS[target],
+    axes[1].plot(np.arange(1, T + 1), r["vlb_t"][1:].numpy(), color=COLORS[target],
                  label=f"NLL bound {r['nll']:.2f} nats")
     axes[1].set(yscale="log", xlabel="t", ylabel="L_{t-1} (nats)", title="ELBO terms per t")
     axes[1].legend()

@@ -462,7 +462,7 @@ for name, fn in {"no constant": lambda *a: _kl(*a, const=False),
 # NBVAL_CHECK_OUTPUT
 x_held64 = gmm.sample(2000, torch.Generator().manual_seed(2), dtype=torch.float64)
 with torch.no_grad():  # T = 1000 in both modes
-    terms_ref = vlb_terms(OptimalDenoiser(gmm, sched_ref), sched_ref, x_held64, sigma="beta",
+    terms_ref = vlb_terms(OptimalDenoiser(gmm, sched_ref), sched_ref, x_held64, variance="beta",
                           generator=torch.Generator().manual_seed(0))
 gap_opt = terms_ref.sum(1) + gmm.log_prob(x_held64)  # per point: bound - (-log p)
 H_gmm, H_se = gmm.entropy(n_mc=200_000)
@@ -489,7 +489,7 @@ vlb_table, terms_net = {}, {}
 for name in SETS:
     x_held = make_toy(name, N_HELD, seed=2)
     with torch.no_grad():
-        terms = vlb_terms(models[name], sched, x_held, sigma="beta",
+        terms = vlb_terms(models[name], sched, x_held, variance="beta",
                           generator=torch.Generator().manual_seed(0)).double()
     terms_net[name] = terms
     bound = terms.sum(1)
@@ -511,16 +511,16 @@ if T == 1000:
     terms_opt = terms_ref
 else:  # quick mode: the optimal denoiser on the same T as the network
     with torch.no_grad():
-        terms_opt = vlb_terms(perfect, sched, x_held64, sigma="beta", generator=torch.Generator().manual_seed(0))
-kl_net = terms_net["gmm"][:, 1:T].mean(0).numpy()
-kl_opt = terms_opt[:, 1:T].mean(0).numpy()
+        terms_opt = vlb_terms(perfect, sched, x_held64, variance="beta", generator=torch.Generator().manual_seed(0))
+kl_net = terms_net["gmm"][:, 2:].mean(0).numpy()  # columns are indexed by t: L_{t-1} at t = 2..T
+kl_opt = terms_opt[:, 2:].mean(0).numpy()
 ax = plot_curve(np.arange(2, T + 1), {"network": kl_net, "optimal denoiser": kl_opt},
                 title="KL terms L_{t-1} of the bound (Gaussian mixture)", xlabel="t",
                 ylabel="nats", logy=True)
 ax.set_xscale("log")
 plt.show()
-print(f"L_0: network {terms_net['gmm'][:, 0].mean():.3f}, optimal {terms_opt[:, 0].mean():.3f} nats;"
-      f"  L_T: {terms_opt[:, T].mean():.2e} nats")
+print(f"L_0: network {terms_net['gmm'][:, 1].mean():.3f}, optimal {terms_opt[:, 1].mean():.3f} nats;"
+      f"  L_T: {terms_opt[:, 0].mean():.2e} nats")
 for lo, hi in [(2, 10), (11, 100), (101, T)]:
     if lo <= T:
         sl = slice(lo - 2, min(hi, T) - 1)  # kl_*[k] is the term at t = k + 2
@@ -640,29 +640,49 @@ display(HTML(trajectory_html(traj, n_frames=15, title="moons", reference=data["m
 # ### Explore: data set, number of steps, variance
 #
 # A network trained with $T=1000$ can also be sampled with fewer steps by **respacing**
-# (Nichol & Dhariwal 2021): keep $K$ of the timesteps, $1=\tau_1<\dots<\tau_K=T$, and use the
+# (Nichol & Dhariwal 2021): keep $K$ of the timesteps, $\tau_1<\dots<\tau_K=T$, and use the
 # schedule with the same $\bar\alpha$ at those steps,
-# $\beta'_k = 1 - \bar\alpha_{\tau_k}/\bar\alpha_{\tau_{k-1}}$, calling the network at
-# $\tau_k$. With $K=T$ nothing changes. Each reverse step then has to bridge a bigger jump in
-# noise:
+# $\beta'_k = 1 - \bar\alpha_{\tau_k}/\bar\alpha_{\tau_{k-1}}$ ($\tau_0=0$), calling the
+# network at $\tau_k$. With $K=T$ nothing changes. Chapter 7 derives why the marginals stay
+# the same; here we use dmlib's `respace` (the $K$-step schedule and the times) and
+# `RespacedModel` (the network called at $\tau_k$ when the loop is at step $k$). Each reverse
+# step then has to bridge a bigger jump in noise:
 
 # %%
-def respace(schedule, model, K):
-    """The schedule with K of the T steps (same alpha_bar there) and the model at those steps."""
-    tau = torch.linspace(1, schedule.T, K).round().long().unique()  # 1 = tau_1 < ... < tau_K = T
-    ab = schedule.alpha_bar[tau]
-    ab_prev = torch.cat([torch.ones(1, dtype=ab.dtype), ab[:-1]])
-    new = Schedule(1 - ab / ab_prev, name=f"{schedule.name}, respaced to {len(tau)}")
-    return new, (lambda x, k: model(x, tau[k - 1]))  # step k of the new schedule is tau_k
+from dmlib.respacing import RespacedModel, respace, respaced_timesteps
+
+
+def respaced(schedule, model, K):
+    """The K-step schedule and the model seen from it (step k of the new chain = time tau_k)."""
+    s_k, taus = respace(schedule, K)
+    return s_k, RespacedModel(model, taus)
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for K in [10, 100, 1000]:
-    s_k, _ = respace(sched_ref, perfect, K)
+    s_k, _ = respaced(sched_ref, perfect, K)
     same = torch.allclose(s_k.alpha_bar[-1], sched_ref.alpha_bar[-1], rtol=1e-12)
     print(f"K={K:4d}: alpha_bar_K = alpha_bar_T: {same},  largest beta' = {float(s_k.betas[1:].max()):.4f}")
 
+# %% [markdown]
+# **Which $K$ times?** There is more than one convention. dmlib uses
+# $\tau_k = \mathrm{round}(kT/K)$ (diffusers calls it "trailing" spacing): the first step
+# always starts at $T$, from pure noise, and the last jumps from $\tau_1 = T/K$ straight to
+# $x_0$. Another common choice spreads the $K$ times evenly over $1..T$ *including* $t=1$
+# ("linspace"), so that the last step is as small as in the original chain. Side by side:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for K in [5, 10]:
+    print(f"K = {K:2d}  dmlib (trailing): {respaced_timesteps(1000, K).tolist()}")
+    print(f"        linspace over 1..T: {torch.linspace(1, 1000, K).round().long().tolist()}")
+
+# %% [markdown]
+# Both end at $T$; they differ in where the few steps are spent. Lin et al. (2024, "Common
+# diffusion noise schedules and sample steps are flawed") found the trailing rule better at
+# few steps, which is why dmlib (and chapter 7) use it.
+#
 # %% [markdown]
 # The options are computed once here, so the widget below only redraws. First the static
 # version: the final samples for each number of steps and variance, on the 8 Gaussians:
@@ -673,7 +693,7 @@ K_OPTIONS = [K for K in (10, 100, 1000) if K <= T]
 frames_of = {}
 for name in SETS:
     for K in K_OPTIONS:
-        s_k, m_k = respace(sched, models[name], K)
+        s_k, m_k = respaced(sched, models[name], K)
         steps_k = sorted({int(round(v)) for v in np.linspace(0, K, 16)}, reverse=True)
         for var in ["beta", "beta_tilde"]:
             _, tr = ddpm_sample(m_k, s_k, (N_W, 2), variance=var, generator=torch.Generator().manual_seed(6),
@@ -725,7 +745,7 @@ widgets.interact(show_frame, data_set=SETS, K=K_OPTIONS, variance=["beta", "beta
 N_BAD = dmlib.quick(300, 1000)
 few = {}
 for K in [K for K in (2, 5, 10, 25, 100, 1000) if K <= T]:
-    s_k, m_k = respace(sched, perfect, K)
+    s_k, m_k = respaced(sched, perfect, K)
     xs = ddpm_sample(m_k, s_k, (dmlib.quick(300, 5000), 2), generator=torch.Generator().manual_seed(8))
     few[K] = (xs, sample_distance_report(xs, draw_gmm, "sw")["ratio"])
     print(f"K = {K:4d} steps: SW ratio {few[K][1]:.2f}")

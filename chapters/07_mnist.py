@@ -52,12 +52,14 @@ from dmlib.forward import q_sample
 from dmlib.losses import diffusion_loss
 from dmlib.models import UNet, count_parameters
 from dmlib.plotting import image_grid, plot_curve
-from dmlib.pretrained import load_pretrained, pretrained_path, verify_pretrained
+from dmlib.pretrained import (load_pretrained, load_pretrained_diffusion, pretrained_path,
+                              verify_pretrained)
 from dmlib.quality import (classify, frechet_distance, real_data_floor, score_images,
                            test_accuracy)
-from dmlib.respacing import RespacedModel, respace, respaced_timesteps, sample_images
-from dmlib.sampling import ddpm_sample
+from dmlib.respacing import RespacedModel, respace, respaced_timesteps
+from dmlib.sampling import ddpm_sample, sample_images
 from dmlib.schedules import Schedule
+from dmlib.spec import DiffusionSpec
 from dmlib.train import MNIST_UNET, PRESETS, get_preset, train_mnist
 
 gen = dmlib.seed_everything(0)
@@ -94,9 +96,16 @@ plt.show()
 # \sqrt{1-\bar\alpha_t}\,\varepsilon$, now per pixel. We use the **cosine schedule** with
 # $T=1000$ (chapter 3): on small images the linear schedule destroys the digit within the
 # first few hundred steps and wastes the rest.
+#
+# A trained network is only usable together with the diffusion it was trained for: the
+# schedule, $T$, and what it predicts (here $\varepsilon$). dmlib keeps these in one small
+# record, a `DiffusionSpec`, which travels with every checkpoint; samplers take it instead of
+# loose arguments, so a model trained on another target cannot be sampled as an
+# $\varepsilon$-model by mistake.
 
 # %%
-schedule_cos = Schedule.cosine(1000)
+spec = DiffusionSpec("cosine", T=1000, prediction_type="eps")
+schedule_cos = spec.make_schedule()
 schedule_lin = Schedule.linear(1000)
 ts = [0, 100, 250, 400, 550, 700, 850, 1000]
 digits = x_test[:4]
@@ -239,15 +248,16 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 verify_pretrained("mnist_unet")
 print("sha256 verified:", pretrained_path("mnist_unet").name)
-shipped = load_pretrained("mnist_unet")
+shipped, ship_spec = load_pretrained_diffusion("mnist_unet")  # the weights and their spec
 ship_meta = read_checkpoint(pretrained_path("mnist_unet"))
 print(f"shipped U-Net: {count_parameters(shipped):,} parameters")
+print("its DiffusionSpec:", ship_spec, "| the same as ours:", ship_spec == spec)
 
 # %%
 n_show = dmlib.quick(16, 32)
-own = sample_images(run.ema_model, run.schedule, n_show, steps=50,
+own = sample_images(run.ema_model, run.spec, n_show, steps=50,
                     generator=torch.Generator().manual_seed(0))
-theirs = sample_images(shipped, schedule_cos, n_show, steps=50,
+theirs = sample_images(shipped, ship_spec, n_show, steps=50,
                        generator=torch.Generator().manual_seed(0))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2 if dmlib.QUICK else 5))
 image_grid(own, ax=axes[0], title=f"this notebook's run ({run.result.steps_done} steps)")
@@ -266,7 +276,7 @@ n_time = dmlib.quick(8, 16)
 timing = {}
 for S in step_counts:
     t0 = time.perf_counter()
-    sample_images(shipped, schedule_cos, n_time, steps=S, generator=torch.Generator().manual_seed(0))
+    sample_images(shipped, ship_spec, n_time, steps=S, generator=torch.Generator().manual_seed(0))
     timing[S] = (time.perf_counter() - t0) / n_time
 for S, sec in timing.items():
     print(f"{S:5d} steps: {1000 * sec:8.1f} ms per digit, 64 digits in {64 * sec:6.1f} s")
@@ -397,7 +407,7 @@ except NotImplementedError:
 
 # %%
 show_steps = dmlib.quick([5, 10, 25], [10, 25, 50, 100, 1000])
-rows = [sample_images(shipped, schedule_cos, 8, steps=S, generator=torch.Generator().manual_seed(7))
+rows = [sample_images(shipped, ship_spec, 8, steps=S, generator=torch.Generator().manual_seed(7))
         for S in show_steps]
 fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.15 * len(rows) + 0.4))
 for ax, S, r in zip(axes, show_steps, rows):
@@ -415,7 +425,7 @@ plt.show()
 S_main = dmlib.quick(25, 100)
 n_grid = dmlib.quick(16, 64)
 t0 = time.perf_counter()
-grid_samples = sample_images(shipped, schedule_cos, n_grid, steps=S_main,
+grid_samples = sample_images(shipped, ship_spec, n_grid, steps=S_main,
                              generator=torch.Generator().manual_seed(0))
 print(f"{n_grid} digits with {S_main} steps in {time.perf_counter() - t0:.1f} s")
 image_grid(grid_samples, nrow=8, title=f"{n_grid} samples, shipped U-Net, {S_main} respaced steps")
@@ -562,11 +572,11 @@ checks.check_frechet_distance(frechet)
 n_score = dmlib.quick(100, 500)
 floor = real_data_floor(judge, n=n_score)
 t0 = time.perf_counter()
-samples = sample_images(shipped, schedule_cos, n_score, steps=S_main,
+samples = sample_images(shipped, ship_spec, n_score, steps=S_main,
                         generator=torch.Generator().manual_seed(123), progress=True)
 sample_secs = time.perf_counter() - t0
 report = score_images(samples, judge)
-own_report = score_images(sample_images(run.ema_model, run.schedule, n_score, steps=S_main,
+own_report = score_images(sample_images(run.ema_model, run.spec, n_score, steps=S_main,
                                         generator=torch.Generator().manual_seed(123)), judge)
 feats_s, _ = classify(judge, samples)
 feats_r, _ = classify(judge, x_test)
@@ -643,5 +653,6 @@ print(f"FD / floor = {recorded['samples']['fd'] / recorded['floor']['fd']:.2f}")
 #
 # **Exercises** in this chapter: 7.1 the image training step (★), 7.2 one respaced
 # sampling step (★★), 7.3 the Fréchet distance (★★★). Further ideas: train with the
-# $x_0$ or $v$ target of chapter 5 (`get_preset("cpu", prediction_type="v")`) and compare
-# the scores; try the linear schedule; sample with $\tilde\beta_t$ (`variance="beta_tilde"`).
+# $x_0$ or $v$ target of chapter 5 (`get_preset("cpu", prediction_type="v")`; the run's
+# `run.spec` then says "v", and `sample_images(run.ema_model, run.spec, ...)` samples it
+# correctly) and compare the scores; try the linear schedule; sample with $\tilde\beta_t$ (`variance="beta_tilde"`).

@@ -1,6 +1,9 @@
 """dmlib: the small, tested library behind the course "Introduction to Diffusion Models".
 
-Every chapter imports from here (d2l-style). One concept per module:
+Every chapter imports from here (d2l-style). One concept per module, in three parts:
+
+**The diffusion core**: pure functions of (schedule, tensors); each depends only on the
+modules above it in this table.
 
 ====================  =====================================================  =======
 module                what it holds                                          chapter
@@ -9,27 +12,39 @@ module                what it holds                                          cha
 ``flows``             affine coupling layers, a RealNVP-style flow            2
 ``ode``               fixed-step ODE solvers (Euler, RK4)                     2
 ``cnf``               continuous normalizing flows, trace and Hutchinson      2
-``schedules``         beta schedules and the ``Schedule`` dataclass           3
+``schedules``         beta schedules, the ``Schedule`` tables, sigma_t^2      3
 ``forward``           q(x_t | x_{t-1}) and q(x_t | x_0)                       3
 ``posterior``         q(x_{t-1} | x_t, x_0)                                   4
+``targets``           eps <-> x0 <-> posterior mean <-> v; ELBO weights       5
+``spec``              ``DiffusionSpec``: schedule, T, target, variance        7
+``losses``            the training loss and the exact VLB terms               4, 5
+``respacing``         the S-step chain with the same marginals                7
+``sampling``          one sampler loop with pluggable steps (DDPM)            6, 7
 ``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6
-``targets``           eps <-> x0 <-> posterior mean <-> v conversions         5
-``losses``            the simple loss and the exact VLB terms                 4, 5
-``sampling``          DDPM ancestral sampling                                 6
-``respacing``         sampling with S << T steps (respaced schedules)          7
-``metrics``           sample distances and their floor                        6
-``animation``         compact HTML animations of reverse trajectories         6
+====================  =====================================================  =======
+
+**Models, data, training and evaluation**
+
+====================  =====================================================  =======
 ``models``            time embedding, MLP for 2-D data, a small U-Net         6, 7
 ``data``              2-D toy sets, Gaussian mixtures, MNIST, loaders         1-7
-``training``          the generic training loop, EMA, device pick             6, 7
-``train``             MNIST presets and ``python -m dmlib.train``              7
-``quality``           FD / confident share / class entropy from a classifier  7
+``training``          the generic training loop (any model), EMA, device      6, 7
+``checkpoint``        atomic checkpoints with their spec, exact resume        6, 7
+``train``             MNIST presets and the command ``python -m dmlib.train``  7
 ``pretrained``        the shipped checkpoints, sha256-verified                7
-``checkpoint``        atomic checkpoints, checked on load, exact resume       6, 7
-``seeding``           ``seed_everything``                                     all
+``metrics``           2-D sample distances (sliced W2, MMD) and their floor   6
+``quality``           image quality: FD / confident share / class entropy     7
+``animation``         compact HTML animations of reverse trajectories         6, 7
 ``plotting``          scatter / image grid / trajectory helpers               all
-``checks``            exercise checks with hints (one submodule a chapter)    all
+``seeding``           ``seed_everything``                                     all
 ====================  =====================================================  =======
+
+**The course machinery** (``dmlib.course``): ``course.checks`` (exercise checks with hints,
+one submodule a chapter; chapters write ``from dmlib import checks``), ``course.grade`` (the
+autograder, ``make grade``) and ``course.tools`` (jupytext pairs, student versions).
+
+Dependencies point one way (``tests/test_structure.py`` fails on an import cycle): the core
+never imports models, training or the course machinery.
 
 Timestep convention (stated once, used everywhere): ``t`` is the lecture's integer
 t in 1..T. Schedule tensors have length T+1 and are indexed by t directly; index 0
@@ -48,7 +63,7 @@ from __future__ import annotations
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def _env_flag(name: str) -> bool:
@@ -69,5 +84,16 @@ def quick(quick_value, full_value):
 
 
 from .seeding import seed_everything  # noqa: E402
+
+
+def __getattr__(name: str):
+    # ``from dmlib import checks``: the exercise checks live in dmlib.course.checks; chapters
+    # keep the short name. Imported on first use, so ``import dmlib`` stays light.
+    if name == "checks":
+        import importlib
+
+        return importlib.import_module("dmlib.course.checks")
+    raise AttributeError(f"module 'dmlib' has no attribute {name!r}")
+
 
 __all__ = ["QUICK", "quick", "seed_everything", "__version__"]

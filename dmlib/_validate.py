@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
@@ -73,6 +74,34 @@ def check_shape(x: torch.Tensor, expected: Sequence[int | None], name: str = "x"
         raise ValueError(f"wrong shape for {name}: expected {want}, got {tuple(x.shape)}")
 
 
-def check_finite(x: torch.Tensor, name: str = "x") -> None:
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values")
+def call_model(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], xt: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+    """``model(xt, t)``, checked to return a tensor shaped like ``xt``."""
+    out = model(xt, t)
+    if not isinstance(out, torch.Tensor) or out.shape != xt.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return a tensor shaped like x_t {tuple(xt.shape)}, "
+                         f"got {got}")
+    return out
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
+    """Decorator: a call that passes an old keyword (``sigma=``) raises a TypeError that
+    names the new one (``variance=``), instead of a bare "unexpected keyword"."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in renames.items():
+                if old in kwargs:
+                    raise TypeError(f"{fn.__name__}() got the old keyword {old}=; it is called "
+                                    f"{new}= now (same values, e.g. {new}='beta' or "
+                                    f"{new}='beta_tilde')")
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco

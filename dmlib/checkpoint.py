@@ -3,9 +3,13 @@
 A checkpoint is a plain dict saved with ``torch.save``:
 
     format_version, dmlib_version, model_class, model_config (a dict of plain values),
+    diffusion_spec (``DiffusionSpec.to_dict()`` for a diffusion model, None otherwise),
     model (state dict), optimizer (state dict or None), ema (state dict or None),
     step, extra (dict of plain values), rng (torch CPU / loop generator / numpy /
     python random / CUDA states)
+
+A diffusion model's weights mean nothing without its schedule and prediction target, so
+``load_diffusion_model`` returns both and refuses a file without a spec.
 
 Everything in it is a tensor, a number, a string or a list/tuple/dict of those (numpy's
 RNG state is converted to a tensor), so ``torch.load(weights_only=True)`` reads it: loading
@@ -29,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .spec import DiffusionSpec
+
 FORMAT_VERSION = 1
 
 
@@ -38,6 +44,11 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointCorruptError(ValueError):
     """The checkpoint file exists but cannot be read (truncated, corrupt, not a checkpoint)."""
+
+
+class MissingSpecError(CheckpointMismatchError):
+    """A diffusion model was loaded from a file that does not say which diffusion it was
+    trained for (written before ``DiffusionSpec`` existed)."""
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -98,11 +109,13 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     ema: nn.Module | None = None, step: int = 0,
                     extra: Mapping[str, Any] | None = None,
-                    generator: torch.Generator | None = None) -> Path:
+                    generator: torch.Generator | None = None,
+                    spec: DiffusionSpec | None = None) -> Path:
     """Write a checkpoint atomically (temp file in the same directory, fsync, os.replace).
 
     ``ema`` is the ``torch.optim.swa_utils.AveragedModel`` (or any module) holding the EMA
-    weights; ``extra`` a dict of plain values (numbers, strings, lists, tensors);
+    weights; ``spec`` the diffusion a diffusion model is trained for (stored as plain
+    values); ``extra`` a dict of plain values (numbers, strings, lists, tensors);
     ``generator`` the training loop's generator, whose state is stored with the global
     RNG states. Returns the path. Chapters 6, 7.
     """
@@ -110,12 +123,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ValueError(f"step must be a non-negative int, got {step!r}")
+    if spec is not None and not isinstance(spec, DiffusionSpec):
+        raise TypeError(f"spec must be a DiffusionSpec or None, got {type(spec).__name__}")
     path = Path(path)
     payload = {
         "format_version": FORMAT_VERSION,
         "dmlib_version": _dmlib_version(),
         "model_class": type(model).__name__,
         "model_config": config_to_dict(getattr(model, "config", None)),
+        "diffusion_spec": spec.to_dict() if spec is not None else None,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "ema": ema.state_dict() if ema is not None else None,
@@ -123,11 +139,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
         "extra": dict(extra) if extra is not None else {},
         "rng": get_rng_state(generator),
     }
+    _atomic_save(payload, path)
+    return path
+
+
+def _atomic_save(payload: Mapping[str, Any], path: Path) -> None:
+    """torch.save to a temp file in the same directory, fsync, os.replace, fsync the dir."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(dict(payload), f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
@@ -138,7 +160,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
             pass
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -301,6 +322,46 @@ def load_model(path: str | os.PathLike, use_ema: bool = True,
     return model.eval()
 
 
+def read_spec(path: str | os.PathLike, ckpt: Mapping[str, Any] | None = None) -> DiffusionSpec:
+    """The ``DiffusionSpec`` stored in a checkpoint (``ckpt``: the already-read dict, to avoid
+    reading twice). A file written before specs existed raises ``MissingSpecError`` naming
+    the fix. Chapter 7."""
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    d = ckpt.get("diffusion_spec")
+    if d is None:
+        raise MissingSpecError(
+            f"{path} does not say which diffusion its model was trained for (no DiffusionSpec: "
+            f"it was written before dmlib 0.2, or it is not a diffusion model). Re-export it "
+            f"with its spec: `python -m dmlib.train export RUN_DIR OUT` for a training run, or "
+            f"dmlib.checkpoint.add_spec(path, DiffusionSpec(schedule=..., T=..., "
+            f"prediction_type=...)) with the settings it was trained with")
+    return DiffusionSpec.from_dict(d)
+
+
+def add_spec(path: str | os.PathLike, spec: DiffusionSpec) -> Path:
+    """Write ``spec`` into an existing checkpoint (atomically; everything else kept): the
+    fix for files written before specs existed. You must know the settings it was trained
+    with. Chapter 7."""
+    if not isinstance(spec, DiffusionSpec):
+        raise TypeError(f"spec must be a DiffusionSpec, got {type(spec).__name__}")
+    path = Path(path)
+    ckpt = dict(read_checkpoint(path))
+    ckpt["diffusion_spec"] = spec.to_dict()
+    _atomic_save(ckpt, path)
+    return path
+
+
+def load_diffusion_model(path: str | os.PathLike, use_ema: bool = True,
+                         map_location: str | torch.device = "cpu"
+                         ) -> tuple[nn.Module, DiffusionSpec]:
+    """A diffusion model and the ``DiffusionSpec`` it was trained for, from one file: what
+    ``dmlib.sampling.sample(model, spec, ...)`` needs. Raises ``MissingSpecError`` for files
+    without a spec. Chapter 7."""
+    spec = read_spec(path, read_checkpoint(path, map_location))
+    return load_model(path, use_ema=use_ema, map_location=map_location), spec
+
+
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_model",
            "CheckpointMismatchError", "CheckpointCorruptError", "get_rng_state",
-           "set_rng_state", "config_to_dict", "FORMAT_VERSION", "sha256_file"]
+           "set_rng_state", "config_to_dict", "FORMAT_VERSION", "sha256_file", "read_spec",
+           "add_spec", "load_diffusion_model", "MissingSpecError"]

@@ -28,13 +28,14 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_same_shape
+from ._validate import call_model, check_same_shape, renamed_keywords
 from .forward import draw_noise, q_mean_var, q_sample
 from .gaussians import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from .posterior import posterior_mean_var
-from .sampling import check_variance_type, reverse_variance
-from .schedules import Schedule
-from .targets import check_prediction_type, convert, target_for
+from .schedules import Schedule, check_variance_type, elbo_variance
+from .spec import DiffusionSpec, resolve
+from .targets import (check_prediction_type, convert, elbo_weight, target_coefficients,
+                      target_for)
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,23 +50,10 @@ def _check_choice(value, valid: tuple[str, ...], name: str) -> str:
     return value
 
 
-def elbo_variance(schedule: Schedule, sigma: str = "beta") -> torch.Tensor:
-    """sigma_t^2 of p_theta(x_{t-1}|x_t) as used in the bound, shape (T + 1,), float64 (ch4).
-
-    ``"beta"``: sigma_t^2 = beta_t; ``"beta_tilde"``: sigma_t^2 = beta_tilde_t, except
-    sigma_1^2 = beta_1 (beta_tilde_1 = 0 would make the decoder p(x_0|x_1) a point mass).
-    Entry 0 is unused and set to 1.
-    """
-    check_variance_type(sigma, "sigma")
-    var = reverse_variance(schedule, sigma).clone()
-    var[1] = schedule.betas[1]
-    var[0] = 1.0
-    return var
-
-
+@renamed_keywords(sigma="variance")
 def loss_weights(schedule: Schedule, prediction_type: str, weighting: str = "simple",
-                 sigma: str = "beta") -> torch.Tensor:
-    """Per-timestep weights w(t), shape (T + 1,), float64; entry 0 is unused (0). Ch4/ch5, C5.2.
+                 variance: str = "beta") -> torch.Tensor:
+    """Per-timestep weights w(t), shape (T + 1,), float64; entry 0 NaN (no t = 0). Ch4/ch5, C5.2.
 
     ``"simple"``: w(t) = 1 (DDPM's L_simple).
     ``"elbo"``: w(t) such that, for the squared error summed over the data dimensions,
@@ -76,49 +64,55 @@ def loss_weights(schedule: Schedule, prediction_type: str, weighting: str = "sim
     docstring). Writing mu in terms of each target (C5.2):
 
         c_mu(t)  = 1 / (2 sigma_t^2)
-        c_x0(t)  = coef_x0(t)^2 / (2 sigma_t^2),
-                   coef_x0 = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)
+        c_x0(t)  = coef_x0(t)^2 / (2 sigma_t^2)
         c_eps(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))
-        c_v(t)   = alpha_bar_t * c_eps(t)   (since eps - eps_theta = sqrt(alpha_bar_t) (v - v_theta)
-                                              for fixed x_t)
+        c_v(t)   = alpha_bar_t * c_eps(t)
 
-    ``sigma`` picks sigma_t^2 = beta_t or beta_tilde_t; at t = 1 both use sigma_1^2 = beta_1
-    (then w(1)||.||^2 is L_0 of the Gaussian decoder up to a constant, since mu_tilde_1 = x_0).
+    computed by ``dmlib.targets.elbo_weight`` (the one implementation) from each target's
+    coefficients. ``variance`` picks sigma_t^2 = beta_t or beta_tilde_t; at t = 1 both use
+    beta_1 (then w(1)||.||^2 is L_0 of the Gaussian decoder up to a constant).
     """
     check_prediction_type(prediction_type)
     _check_choice(weighting, WEIGHTINGS, "weighting")
-    check_variance_type(sigma, "sigma")
-    T = schedule.T
-    if weighting == "simple":
-        w = torch.ones(T + 1, dtype=torch.float64)
-        w[0] = 0.0
-        return w
-    var = elbo_variance(schedule, sigma)
-    beta, alpha, ab = schedule.betas, schedule.alphas, schedule.alpha_bar
-    one_m = torch.where(ab < 1, 1 - ab, torch.ones_like(ab))  # t = 0 guarded, then zeroed
-    c_eps = beta ** 2 / (2 * var * alpha * one_m)
-    w = {"mu": 1 / (2 * var),
-         "x0": schedule.posterior_mean_coef_x0 ** 2 / (2 * var),
-         "eps": c_eps,
-         "v": ab * c_eps}[prediction_type].clone()
-    w[0] = 0.0
+    check_variance_type(variance)
+    if weighting == "elbo":
+        return elbo_weight(schedule, *target_coefficients(schedule, prediction_type), variance)
+    w = torch.ones(schedule.T + 1, dtype=torch.float64)
+    w[0] = float("nan")
     return w
 
 
-def _call_model(model: Model, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    out = model(xt, t)
-    if not isinstance(out, torch.Tensor) or out.shape != xt.shape:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model must return a tensor shaped like x_t {tuple(xt.shape)}, "
-                         f"got {got}")
-    return out
+def _weights(schedule: Schedule, prediction_type: str, weighting: str | torch.Tensor,
+             variance: str) -> tuple[torch.Tensor, bool]:
+    """(w(t) table, whether R sums over dims) for ``diffusion_loss``."""
+    if isinstance(weighting, torch.Tensor):
+        if weighting.shape != (schedule.T + 1,):
+            raise ValueError(f"a weighting tensor must have shape (T + 1,) = ({schedule.T + 1},) "
+                             f"indexed by t, got {tuple(weighting.shape)}")
+        return weighting, False
+    _check_choice(weighting, WEIGHTINGS, "weighting")
+    return loss_weights(schedule, prediction_type, weighting, variance), weighting == "elbo"
 
 
-def diffusion_loss(model: Model, schedule: Schedule, x0: torch.Tensor,
-                   prediction_type: str = "eps", weighting: str | torch.Tensor = "simple",
+def _timesteps_for(schedule: Schedule, t: int | torch.Tensor | None, B: int,
+                   generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """t of shape (B,): drawn t ~ U{1..T} when None (on the generator's device, like the
+    noise, then moved), else validated and broadcast."""
+    if t is None:
+        gen_device = generator.device if generator is not None else "cpu"
+        return torch.randint(1, schedule.T + 1, (B,), generator=generator,
+                             device=gen_device).to(device)
+    t = schedule.timesteps(t).to(device)
+    return t.expand(B) if t.dim() == 0 else t
+
+
+@renamed_keywords(sigma="variance")
+def diffusion_loss(model: Model, schedule: Schedule | DiffusionSpec, x0: torch.Tensor,
+                   prediction_type: str | None = None,
+                   weighting: str | torch.Tensor = "simple",
                    t: int | torch.Tensor | None = None, eps: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, reduction: str = "mean",
-                   sigma: str = "beta") -> torch.Tensor:
+                   variance: str | None = None) -> torch.Tensor:
     """DDPM's training loss, Algorithm 1 (chapters 4-5).
 
         t ~ U{1..T} (one per example),  eps ~ N(0, I),
@@ -130,43 +124,31 @@ def diffusion_loss(model: Model, schedule: Schedule, x0: torch.Tensor,
 
     * ``weighting="simple"``: w = 1 and R = MEAN over dims (DDPM's L_simple for eps; the
       usual ``F.mse_loss``).
-    * ``weighting="elbo"``: w = ``loss_weights(schedule, prediction_type, "elbo", sigma)``
+    * ``weighting="elbo"``: w = ``loss_weights(schedule, prediction_type, "elbo", variance)``
       and R = SUM over dims, so that for t >= 2 loss_i equals the KL term
       ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) exactly (its constant C_t dropped), and at
       t = 1 the Gaussian decoder's -log p(x_0|x_1) up to a constant.
     * a tensor of shape (T + 1,): custom w(t) (entry t used), R = MEAN over dims.
 
-    Shapes: ``x0`` (B, ...); ``t`` None, an int or (B,) long; ``eps`` like x0 or None.
-    Returns a scalar (``reduction="mean"``, the batch mean) or (B,) (``"none"``).
+    ``schedule`` is a ``Schedule`` (then ``prediction_type`` defaults to ``"eps"`` and
+    ``variance`` to ``"beta"``) or a ``DiffusionSpec``, which decides both
+    (``dmlib.spec.resolve``). Shapes: ``x0`` (B, ...); ``t`` None, an int or (B,) long;
+    ``eps`` like x0 or None. Returns a scalar (``reduction="mean"``, the batch mean) or
+    (B,) (``"none"``).
     """
+    schedule, prediction_type, variance = resolve(schedule, prediction_type, variance)
     if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
         raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")
-    check_prediction_type(prediction_type)
     _check_choice(reduction, ("mean", "none"), "reduction")
     B = x0.shape[0]
-    if isinstance(weighting, torch.Tensor):
-        if weighting.shape != (schedule.T + 1,):
-            raise ValueError(f"a weighting tensor must have shape (T + 1,) = ({schedule.T + 1},) "
-                             f"indexed by t, got {tuple(weighting.shape)}")
-        weights, use_sum = weighting, False
-    else:
-        _check_choice(weighting, WEIGHTINGS, "weighting")
-        weights = loss_weights(schedule, prediction_type, weighting, sigma)
-        use_sum = weighting == "elbo"
-    if t is None:
-        # t ~ U{1..T}, drawn on the generator's device (like the noise), then moved.
-        gen_device = generator.device if generator is not None else "cpu"
-        t = torch.randint(1, schedule.T + 1, (B,), generator=generator,
-                          device=gen_device).to(x0.device)
-    else:
-        t = schedule.timesteps(t).to(x0.device)
-        t = t.expand(B) if t.dim() == 0 else t
+    weights, use_sum = _weights(schedule, prediction_type, weighting, variance)
+    t = _timesteps_for(schedule, t, B, generator, x0.device)
     if eps is None:
         eps = draw_noise(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
     check_same_shape(x0=x0, eps=eps)
     xt = q_sample(schedule, x0, t, eps)
     target = target_for(prediction_type, schedule, x0, eps, xt, t)
-    pred = _call_model(model, xt, t)
+    pred = call_model(model, xt, t)
     sq = (target - pred).pow(2).reshape(B, -1)
     per_example = sq.sum(1) if use_sum else sq.mean(1)
     per_example = per_example * weights.to(device=x0.device, dtype=per_example.dtype)[t]
@@ -185,61 +167,51 @@ def prior_kl(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
     return kl.reshape(x0.shape[0], -1).sum(1)
 
 
-def vlb_terms(model: Model, schedule: Schedule, x0: torch.Tensor, prediction_type: str = "eps",
-              sigma: str = "beta_tilde", decoder: str = "gaussian",
-              generator: torch.Generator | None = None, max_batch: int = 4096) -> torch.Tensor:
-    """Every term of the negative ELBO, one column per term, shape (B, T + 1), nats (ch4, C4.3).
-
-    Columns follow the DDPM paper's names (column k holds L_k):
+@renamed_keywords(sigma="variance")
+def vlb_terms(model: Model, schedule: Schedule | DiffusionSpec, x0: torch.Tensor,
+              prediction_type: str | None = None, variance: str | None = None,
+              decoder: str = "gaussian", generator: torch.Generator | None = None,
+              max_batch: int = 4096) -> torch.Tensor:
+    """Every term of the negative ELBO, indexed by t like every per-t table: shape (B, T + 1),
+    nats (ch4, C4.3).
 
     ==========  ==========================================================  ==================
     column      term                                                        sample used
     ==========  ==========================================================  ==================
-    0           L_0 = -log p_theta(x_0 | x_1)                               x_1 ~ q(x_1|x_0)
-    k = 1..T-1  L_k = KL( q(x_k | x_{k+1}, x_0) || p_theta(x_k | x_{k+1}) )  x_{k+1} ~ q(.|x_0)
-    T           L_T = KL( q(x_T | x_0) || N(0, I) )  (= ``prior_kl``)        none
+    t = 1       L_0 = -log p_theta(x_0 | x_1)                               x_1 ~ q(x_1|x_0)
+    t = 2..T    L_{t-1} = KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) )  x_t ~ q(.|x_0)
+    0           L_T = KL( q(x_T | x_0) || N(0, I) )  (= ``prior_kl``; no model)   none
     ==========  ==========================================================  ==================
 
-    So column k uses the model at timestep t = k + 1 (column 0 at t = 1). Each column draws
-    its own x_{k+1} ~ q(x_{k+1} | x_0) (one sample, independent across columns), so each
-    entry is an unbiased one-sample estimate and ``terms.sum(1)`` is an unbiased estimate of
-    the negative ELBO of each example in nats (divide by d ln 2 for bits per dimension).
+    So column t is the term that calls the model at timestep t, and column 0 (t = 0 has no
+    model term) holds the parameter-free prior term. Each column draws its own
+    x_t ~ q(x_t | x_0) (one sample, independent across columns), so each entry is an
+    unbiased one-sample estimate and ``terms.sum(1)`` is an unbiased estimate of the
+    negative ELBO of each example in nats (divide by d ln 2 for bits per dimension).
 
     p_theta(x_{t-1} | x_t) = N(mu_theta, sigma_t^2 I), mu_theta from the model output via
-    ``convert(..., prediction_type, "mu")``, sigma_t^2 = beta_t or beta_tilde_t (``sigma``);
-    KLs are the closed-form Gaussian KL summed over dims. The decoder L_0 uses mean
-    mu_theta(x_1, 1) (= the model's x_0 prediction) and variance sigma_1^2 := beta_1 for both
-    ``sigma`` choices: ``"gaussian"`` is a continuous Gaussian density (for real-valued data),
-    ``"discretized"`` the 256-bin likelihood for images in [-1, 1]
-    (``discretized_gaussian_log_likelihood``).
+    ``convert(..., prediction_type, "mu")``, sigma_t^2 from ``elbo_variance(schedule,
+    variance)``; KLs are the closed-form Gaussian KL summed over dims. The decoder L_0 uses
+    mean mu_theta(x_1, 1) (= the model's x_0 prediction) and variance sigma_1^2 := beta_1:
+    ``"gaussian"`` is a continuous Gaussian density (for real-valued data), ``"discretized"``
+    the 256-bin likelihood for images in [-1, 1] (``discretized_gaussian_log_likelihood``).
+    ``schedule``: a ``Schedule`` (defaults ``"eps"``, ``"beta"``) or a ``DiffusionSpec``.
 
     The model runs in batches of at most ``max_batch`` rows. Gradients flow (wrap the call
     in ``torch.no_grad()`` for evaluation). Shapes: ``x0`` (B, ...); returns (B, T + 1).
     """
-    check_prediction_type(prediction_type)
-    check_variance_type(sigma, "sigma")
+    schedule, prediction_type, variance = resolve(schedule, prediction_type, variance)
     _check_choice(decoder, DECODERS, "decoder")
     if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
         raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")
     if not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
     T, B = schedule.T, x0.shape[0]
-    var_table = elbo_variance(schedule, sigma)
     columns = [None] * (T + 1)
-
-    # L_0: the decoder, at t = 1.
-    t1 = torch.ones(B, dtype=torch.long, device=x0.device)
-    x1 = q_sample(schedule, x0, t1, generator=generator)
-    mean0 = convert(schedule, _call_model(model, x1, t1), x1, t1, prediction_type, "mu")
-    var1 = float(schedule.betas[1])
-    if decoder == "gaussian":
-        logp = gaussian_log_prob(x0, mean0, torch.full_like(mean0, var1))
-    else:
-        logp = discretized_gaussian_log_likelihood(x0, mean0, torch.full_like(mean0, var1).log())
-    columns[0] = -logp.reshape(B, -1).sum(1)
-
-    # L_1 .. L_{T-1}: column k uses t = k + 1 in 2..T, several t per model call.
-    per_call = max(1, max_batch // max(B, 1))
+    columns[0] = prior_kl(schedule, x0)
+    columns[1] = _decoder_nll(model, schedule, x0, prediction_type, decoder, generator)
+    var_table = elbo_variance(schedule, variance)
+    per_call = max(1, max_batch // max(B, 1))  # several t per model call
     ts = list(range(2, T + 1))
     for i in range(0, len(ts), per_call):
         chunk = ts[i:i + per_call]
@@ -247,11 +219,24 @@ def vlb_terms(model: Model, schedule: Schedule, x0: torch.Tensor, prediction_typ
         xx0 = x0.repeat(len(chunk), *([1] * (x0.dim() - 1)))  # (len(chunk) * B, ...)
         xt = q_sample(schedule, xx0, tt, generator=generator)
         mu_q, var_q, _ = posterior_mean_var(schedule, xx0, xt, tt)
-        mu_p = convert(schedule, _call_model(model, xt, tt), xt, tt, prediction_type, "mu")
+        mu_p = convert(schedule, call_model(model, xt, tt), xt, tt, prediction_type, "mu")
         var_p = schedule.extract(var_table, tt, xt)
         kl = normal_kl(mu_q, var_q, mu_p, var_p).reshape(len(chunk), B, -1).sum(2)
         for j, t in enumerate(chunk):
-            columns[t - 1] = kl[j]
-
-    columns[T] = prior_kl(schedule, x0)
+            columns[t] = kl[j]
     return torch.stack(columns, dim=1)
+
+
+def _decoder_nll(model: Model, schedule: Schedule, x0: torch.Tensor, prediction_type: str,
+                 decoder: str, generator: torch.Generator | None) -> torch.Tensor:
+    """L_0 = -log p_theta(x_0 | x_1) summed over dims, shape (B,), one draw of x_1."""
+    B = x0.shape[0]
+    t1 = torch.ones(B, dtype=torch.long, device=x0.device)
+    x1 = q_sample(schedule, x0, t1, generator=generator)
+    mean0 = convert(schedule, call_model(model, x1, t1), x1, t1, prediction_type, "mu")
+    var1 = torch.full_like(mean0, float(schedule.betas[1]))
+    if decoder == "gaussian":
+        logp = gaussian_log_prob(x0, mean0, var1)
+    else:
+        logp = discretized_gaussian_log_likelihood(x0, mean0, var1.log())
+    return -logp.reshape(B, -1).sum(1)

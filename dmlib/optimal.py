@@ -41,9 +41,8 @@ from typing import Union
 import torch
 
 from .data.mixture import GaussianMixture
-from .losses import elbo_variance
-from .sampling import check_variance_type
-from .schedules import Schedule
+from ._validate import renamed_keywords
+from .schedules import Schedule, check_variance_type, elbo_variance
 from .targets import check_prediction_type, convert
 
 _DT = torch.float64
@@ -263,14 +262,15 @@ def nll(data: KnownData, x0: torch.Tensor) -> torch.Tensor:
     return -_check_data(data).log_prob(_check_x(x0, data.dim, "x0"))
 
 
+@renamed_keywords(sigma="variance")
 def gaussian_vlb_terms(data: GaussianData, schedule: Schedule,
-                       sigma: str = "beta_tilde") -> torch.Tensor:
+                       variance: str = "beta") -> torch.Tensor:
     """Exact expected terms of the negative ELBO of the optimal model on Gaussian data (ch4, C4.7).
 
-    The same columns as ``dmlib.losses.vlb_terms`` (column k holds L_k, nats summed over the
-    d dimensions), averaged over x_0 ~ N(m, diag(v)) and the forward process, for the model
-    mu_theta(x_t, t) = mu_tilde_t(x_t, E[x_0 | x_t]) with sigma_t^2 from
-    ``elbo_variance(schedule, sigma)``. With P_t = Var[x_0 | x_t] (``posterior_x0``):
+    The same columns as ``dmlib.losses.vlb_terms`` (indexed by t: column t holds L_{t-1},
+    column 0 holds L_T; nats summed over the d dimensions), averaged over x_0 ~ N(m, diag(v))
+    and the forward process, for the model mu_theta(x_t, t) = mu_tilde_t(x_t, E[x_0 | x_t])
+    with sigma_t^2 from ``elbo_variance(schedule, variance)``. With P_t = Var[x_0 | x_t] (``posterior_x0``):
 
         L_T     = 1/2 sum_i ( alpha_bar_T (v_i + m_i^2) - alpha_bar_T - log(1 - alpha_bar_T) )
         L_{t-1} = sum_i [ 1/2 ( log(sigma_t^2 / beta_tilde_t) + beta_tilde_t / sigma_t^2 - 1 )
@@ -283,21 +283,21 @@ def gaussian_vlb_terms(data: GaussianData, schedule: Schedule,
     """
     if not isinstance(data, GaussianData):
         raise TypeError(f"data must be a GaussianData, got {type(data).__name__}")
-    check_variance_type(sigma, "sigma")
+    check_variance_type(variance)
     T = schedule.T
     ab = schedule.alpha_bar
     v, m = data.var, data.mean
     P = v[None] * (1 - ab[:, None]) / (ab[:, None] * v[None] + 1 - ab[:, None])  # (T + 1, d)
-    var_p = elbo_variance(schedule, sigma)
+    var_p = elbo_variance(schedule, variance)
     terms = torch.zeros(T + 1, dtype=_DT)
     b1 = schedule.betas[1]
-    terms[0] = (0.5 * torch.log(2 * math.pi * b1) + P[1] / (2 * b1)).sum()
+    terms[1] = (0.5 * torch.log(2 * math.pi * b1) + P[1] / (2 * b1)).sum()
     if T >= 2:
         t = torch.arange(2, T + 1)
         bt, s2 = schedule.posterior_variance[t], var_p[t]
         const = 0.5 * (torch.log(s2 / bt) + bt / s2 - 1) * data.dim
         quad = (schedule.posterior_mean_coef_x0[t] ** 2 / (2 * s2))[:, None] * P[t]
-        terms[1:T] = const + quad.sum(1)
+        terms[2:] = const + quad.sum(1)
     abT = ab[T]
-    terms[T] = 0.5 * (abT * (v + m ** 2) - abT - torch.log(1 - abT)).sum()
+    terms[0] = 0.5 * (abT * (v + m ** 2) - abT - torch.log(1 - abT)).sum()
     return terms

@@ -20,13 +20,16 @@ from pathlib import Path
 
 from torch import nn
 
+from .checkpoint import load_diffusion_model, load_model, sha256_file
+from .spec import DiffusionSpec
+
 #: The repo's ``data/checkpoints`` (dmlib/pretrained.py -> repo/data/checkpoints).
 CHECKPOINT_DIR: Path = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
 #: name -> (file name, sha256 of the file as committed)
 PRETRAINED: dict[str, tuple[str, str]] = {
     "mnist_unet": ("mnist_unet.pt",
-                   "ee5e2dd8c334089dc490ecce2de49f33f37b58fcf9e692415c0e02fc3553341e"),
+                   "b9f8ca6069d3e0ef644b1b2116aed3aba481776332e518a978ceb0e38a2813cc"),
     "mnist_classifier": ("mnist_classifier.pt",
                          "af048d0f0653ac98f14f695806c4f866b53a8d0d67ee6d8583cc6f8195bc1163"),
 }
@@ -45,8 +48,6 @@ def pretrained_path(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def verify_pretrained(name: str, root: str | os.PathLike | None = None) -> str:
     """Check the file's sha256 against the pinned one; return the digest."""
-    from .train import sha256_file
-
     path = pretrained_path(name, root)
     fname, expected = PRETRAINED[name]
     hint = (f"restore it with `git checkout -- data/checkpoints/{fname}` from the repository "
@@ -60,13 +61,30 @@ def verify_pretrained(name: str, root: str | os.PathLike | None = None) -> str:
     return digest
 
 
-def load_pretrained(name: str, root: str | os.PathLike | None = None) -> nn.Module:
-    """Verify and load a shipped model (eval mode, CPU). Chapter 7."""
-    from .checkpoint import load_model
+#: The shipped diffusion models: load them with ``load_pretrained_diffusion``.
+DIFFUSION_MODELS: tuple[str, ...] = ("mnist_unet",)
 
+
+def load_pretrained(name: str, root: str | os.PathLike | None = None) -> nn.Module:
+    """Verify and load a shipped model that is not a diffusion model (the classifier), in
+    eval mode on the CPU. Chapter 7."""
+    if name in DIFFUSION_MODELS:
+        raise ValueError(f"{name!r} is a diffusion model: load it with "
+                         f"load_pretrained_diffusion({name!r}), which also returns the "
+                         f"DiffusionSpec it must be sampled with")
     verify_pretrained(name, root)
     return load_model(pretrained_path(name, root))
 
 
-__all__ = ["CHECKPOINT_DIR", "PRETRAINED", "pretrained_path", "verify_pretrained",
-           "load_pretrained"]
+def load_pretrained_diffusion(name: str = "mnist_unet", root: str | os.PathLike | None = None
+                              ) -> tuple[nn.Module, DiffusionSpec]:
+    """Verify and load a shipped diffusion model with its ``DiffusionSpec`` (eval mode,
+    CPU): ``model, spec = load_pretrained_diffusion("mnist_unet")``. Chapter 7."""
+    if name not in DIFFUSION_MODELS:
+        raise ValueError(f"{name!r} is not a diffusion model; use load_pretrained({name!r})")
+    verify_pretrained(name, root)
+    return load_diffusion_model(pretrained_path(name, root))
+
+
+__all__ = ["CHECKPOINT_DIR", "PRETRAINED", "DIFFUSION_MODELS", "pretrained_path",
+           "verify_pretrained", "load_pretrained", "load_pretrained_diffusion"]

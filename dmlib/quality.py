@@ -19,6 +19,7 @@ Command line:
     python -m dmlib.quality train-classifier        # writes data/checkpoints/mnist_classifier.pt
     python -m dmlib.quality floor                   # real-data floor (train vs test)
     python -m dmlib.quality score CKPT --n 10000 --steps 100 --out metrics.json
+    python -m dmlib.quality score CKPT --sampler ddpm --steps 50 --save samples.pt
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def real_data_floor(classifier: nn.Module | None = None, n: int = 10000) -> Qual
 
 
 # -- command line ---------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m dmlib.quality")
     sub = ap.add_subparsers(dest="cmd", required=True)
     tc = sub.add_parser("train-classifier", help="train and export the judge")
@@ -227,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     tc.add_argument("--threads", type=int)
     fl = sub.add_parser("floor", help="the real-data floor: training digits vs test set")
     fl.add_argument("--n", type=int, default=10000)
+    fl.add_argument("--out")
     sc = sub.add_parser("score", help="sample from a diffusion checkpoint and score")
     sc.add_argument("checkpoint")
     sc.add_argument("--n", type=int, default=10000)
     sc.add_argument("--steps", type=int, default=100, help="respaced sampling steps")
-    sc.add_argument("--variance", default="beta", choices=["beta", "beta_tilde"])
+    sc.add_argument("--sampler", default="ddpm", help="a name in dmlib.sampling.SAMPLERS")
+    sc.add_argument("--variance", choices=["beta", "beta_tilde"],
+                    help="sigma_t^2 (default: the checkpoint's DiffusionSpec)")
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--threads", type=int)
     sc.add_argument("--out", help="write the report as JSON here")
@@ -240,23 +244,51 @@ def main(argv: list[str] | None = None) -> int:
     ss = sub.add_parser("score-samples", help="score saved samples (files from score --save)")
     ss.add_argument("files", nargs="+")
     ss.add_argument("--out")
-    for p in (fl,):
-        p.add_argument("--out")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _train_classifier_cli(args: argparse.Namespace) -> None:
+    from .train import export_weights
+
+    t0 = time.perf_counter()
+    model, acc = train_classifier(epochs=args.epochs)
+    secs = time.perf_counter() - t0
+    digest = export_weights(model, args.out, step=0,
+                            extra={"test_accuracy": acc, "epochs": args.epochs,
+                                   "train_seconds": secs})
+    print(f"test accuracy {100 * acc:.2f}% after {secs:.0f} s; wrote {args.out} "
+          f"(sha256 {digest})")
+
+
+def _score_cli(args: argparse.Namespace) -> tuple[QualityReport, dict]:
+    """Sample a checkpoint with its spec, score, optionally save the samples."""
+    from .checkpoint import load_diffusion_model
+    from .sampling import sample_images
+
+    model, spec = load_diffusion_model(args.checkpoint)
+    g = torch.Generator().manual_seed(args.seed)
+    t0 = time.perf_counter()
+    x = sample_images(model, spec, args.n, steps=args.steps, sampler=args.sampler,
+                      variance=args.variance, generator=g, progress=True)
+    secs = time.perf_counter() - t0
+    rep = score_images(x)
+    print(f"{args.n} samples, {args.sampler}, {args.steps} steps, {secs:.0f} s:", rep)
+    if args.save:  # as 8-bit pixels, like the data: (x + 1) * 127.5 rounded
+        torch.save(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), args.save)
+    return rep, dict(steps=args.steps, sampler=args.sampler, spec=spec.to_dict(),
+                     variance=args.variance or spec.variance, seed=args.seed,
+                     sampling_seconds=secs, checkpoint=args.checkpoint,
+                     threads=torch.get_num_threads())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     if args.cmd == "train-classifier":
-        from .train import export_weights
-
-        t0 = time.perf_counter()
-        model, acc = train_classifier(epochs=args.epochs)
-        secs = time.perf_counter() - t0
-        digest = export_weights(model, args.out, step=0,
-                                extra={"test_accuracy": acc, "epochs": args.epochs,
-                                       "train_seconds": secs})
-        print(f"test accuracy {100 * acc:.2f}% after {secs:.0f} s; wrote {args.out} "
-              f"(sha256 {digest})")
+        _train_classifier_cli(args)
         return 0
+    info: dict = {}
     if args.cmd == "floor":
         rep = real_data_floor(n=args.n)
         print("real training digits:", rep)
@@ -265,30 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         rep = score_images(x.float().div(127.5).sub(1.0))
         print(f"{len(args.files)} files:", rep)
     else:
-        from .checkpoint import load_model
-        from .respacing import sample_images
-        from .schedules import make_schedule
-        from .checkpoint import read_checkpoint
-
-        ckpt = read_checkpoint(args.checkpoint)
-        preset = ckpt["extra"].get("preset", {})
-        schedule = make_schedule(preset.get("schedule", "cosine"), preset.get("T", 1000))
-        model = load_model(args.checkpoint)
-        g = torch.Generator().manual_seed(args.seed)
-        t0 = time.perf_counter()
-        x = sample_images(model, schedule, args.n, steps=args.steps, variance=args.variance,
-                          generator=g, progress=True)
-        secs = time.perf_counter() - t0
-        rep = score_images(x)
-        print(f"{args.n} samples, {args.steps} steps, {secs:.0f} s:", rep)
-        if args.save:  # as 8-bit pixels, like the data: (x + 1) * 127.5 rounded
-            torch.save(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), args.save)
+        rep, info = _score_cli(args)
     if args.out:
-        out = {**asdict(rep), "entropy_ratio": rep.entropy_ratio}
-        if args.cmd == "score":
-            out.update(steps=args.steps, variance=args.variance, seed=args.seed,
-                       sampling_seconds=secs, checkpoint=args.checkpoint,
-                       threads=torch.get_num_threads())
+        out = {**asdict(rep), "entropy_ratio": rep.entropy_ratio, **info}
         Path(args.out).write_text(json.dumps(out, indent=1))
     return 0
 

@@ -10,7 +10,13 @@ because alpha_bar'_k = prod_{j<=k} (1 - beta'_j) = alpha_bar_{tau_k}: the respac
 the same marginals q(x_{tau_k} | x_0). So Algorithm 2 runs unchanged on the S-step schedule
 with betas beta'_k, calling the model at the original time tau_k (``RespacedModel``). This
 is the respacing of Nichol & Dhariwal (2021); it trades a little quality for T / S times
-fewer network calls.
+fewer network calls. ``dmlib.sampling.sample(..., steps=S)`` uses it for every sampler.
+
+**One convention.** tau_k = round(k T / S), k = 1..S: the last time is always T (the loop
+starts from pure noise) and the times are as evenly spaced as integers allow. In
+diffusers' vocabulary this is ``timestep_spacing="trailing"`` (diffusers' 0-based t is
+our t - 1). Its other spacings, "leading" and "linspace", include t = 1 but may stop short
+of T; chapter 6 compares them with this one.
 """
 
 from __future__ import annotations
@@ -71,39 +77,4 @@ class RespacedModel(nn.Module):
         return self.model(x, self.taus.to(k.device)[k - 1])
 
 
-@torch.no_grad()
-def sample_images(model: Model, schedule: Schedule, n: int, steps: int | None = None,
-                  shape: tuple[int, ...] = (1, 28, 28), variance: str = "beta",
-                  prediction_type: str = "eps", generator: torch.Generator | None = None,
-                  batch_size: int = 500, device: torch.device | str | None = None,
-                  clip_x0: float | None = 1.0, progress: bool = False) -> torch.Tensor:
-    """``n`` samples by Algorithm 2 on the ``steps``-step respaced schedule (None: all T
-    steps), drawn in batches of ``batch_size``. Returns (n, *shape) on the CPU, clamped to
-    [-1, 1]. ``clip_x0`` clips the predicted x0 inside each step (DDPM's code does; None
-    disables). Chapter 7.
-    """
-    from tqdm.auto import tqdm
-
-    from .sampling import ddpm_sample
-
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    sched, taus = respace(schedule, steps or schedule.T)
-    if device is None:
-        p = next(model.parameters(), None) if isinstance(model, nn.Module) else None
-        device = p.device if p is not None else "cpu"
-    net = RespacedModel(model, taus)
-    out = []
-    bar = tqdm(total=n, disable=not progress, desc=f"sampling ({sched.T} steps)")
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        x = ddpm_sample(net, sched, (b, *shape), prediction_type=prediction_type,
-                        variance=variance, generator=generator, device=device,
-                        clip_x0=clip_x0)
-        out.append(x.clamp(-1, 1).cpu())
-        bar.update(b)
-    bar.close()
-    return torch.cat(out)
-
-
-__all__ = ["respaced_timesteps", "respace", "RespacedModel", "sample_images"]
+__all__ = ["respaced_timesteps", "respace", "RespacedModel"]

@@ -144,18 +144,24 @@ class Schedule:
     field                   equation (t = 1..T)
     ======================  ======================================================
     betas                   beta_t (beta_0 = 0)
-    alphas                  alpha_t = 1 - beta_t
+    alphas                  alpha_t = 1 - beta_t (alpha_0 = 1)
     alpha_bar               alpha_bar_t = prod_{s<=t} alpha_s (alpha_bar_0 = 1)
-    alpha_bar_prev          alpha_bar_{t-1} (entry 0 set to 1)
+    alpha_bar_prev          alpha_bar_{t-1} (entry 0: the empty product, 1)
     sqrt_alpha_bar          sqrt(alpha_bar_t)
     sqrt_one_minus_alpha_bar  sqrt(1 - alpha_bar_t)
     posterior_variance      beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
     posterior_log_variance_clipped  log beta_tilde_t, with t = 1 (where beta_tilde_1 = 0)
-                            and t = 0 using log beta_tilde_2 (as in DDPM's code)
+                            using log beta_tilde_2 (as in DDPM's code)
     posterior_mean_coef_x0  sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)
     posterior_mean_coef_xt  sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
     snr                     SNR_t = alpha_bar_t / (1 - alpha_bar_t) (SNR_0 = inf)
     ======================  ======================================================
+
+    **Entry 0** (one convention for every per-t table in dmlib): the value at t = 0 where
+    the formula has one (beta_0 = 0, alpha_bar_0 = 1, SNR_0 = inf), and NaN where it has
+    none (the posterior quantities above, ``reverse_variance``, ``elbo_variance``, loss
+    weights, errors per t), so that a stray use of t = 0 shows up instead of passing as a
+    plausible number.
     """
 
     betas_in: torch.Tensor = field(repr=False)
@@ -180,15 +186,15 @@ class Schedule:
         alpha_bar = torch.cumprod(alphas, 0)
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=_DT), alpha_bar[:-1]])
         one_m = 1 - alpha_bar
-        # t = 0 has 1 - alpha_bar_0 = 0: define the undefined entries explicitly.
+        # t = 0 has 1 - alpha_bar_0 = 0: the posterior quantities have no value there (NaN).
         safe = torch.where(one_m > 0, one_m, torch.ones_like(one_m))
-        post_var = torch.where(one_m > 0, (1 - alpha_bar_prev) / safe * betas, torch.zeros_like(b[:1]))
+        nan = torch.full_like(one_m, math.nan)
+        post_var = torch.where(one_m > 0, (1 - alpha_bar_prev) / safe * betas, nan)
         T = b.numel()
         clip_from = post_var[2] if T >= 2 else betas[1]
-        post_logvar = torch.log(torch.cat([clip_from.reshape(1).expand(2), post_var[2:]]))
-        coef_x0 = torch.where(one_m > 0, alpha_bar_prev.sqrt() * betas / safe, torch.ones_like(one_m))
-        coef_xt = torch.where(one_m > 0, alphas.sqrt() * (1 - alpha_bar_prev) / safe,
-                              torch.zeros_like(one_m))
+        post_logvar = torch.cat([nan[:1], torch.log(clip_from).reshape(1), torch.log(post_var[2:])])
+        coef_x0 = torch.where(one_m > 0, alpha_bar_prev.sqrt() * betas / safe, nan)
+        coef_xt = torch.where(one_m > 0, alphas.sqrt() * (1 - alpha_bar_prev) / safe, nan)
         snr = torch.where(one_m > 0, alpha_bar / safe, torch.full_like(one_m, math.inf))
         for k, v in dict(betas=betas, alphas=alphas, alpha_bar=alpha_bar,
                          alpha_bar_prev=alpha_bar_prev, sqrt_alpha_bar=alpha_bar.sqrt(),
@@ -264,3 +270,40 @@ def make_schedule(name: str, T: int = 1000) -> Schedule:
 
 #: The named schedules of ``make_schedule``: name -> constructor ``f(T) -> Schedule``.
 SCHEDULES = {"linear": Schedule.linear, "cosine": Schedule.cosine, "sigmoid": Schedule.sigmoid}
+
+
+# -- the variance of the reverse process p_theta(x_{t-1} | x_t) ---------------------------
+#: Choices for sigma_t^2, the variance of p_theta(x_{t-1} | x_t): ``variance=`` everywhere.
+VARIANCE_TYPES: tuple[str, ...] = ("beta", "beta_tilde")
+
+
+def check_variance_type(variance: str) -> str:
+    """Return ``variance`` if it is one of ``VARIANCE_TYPES``, else raise ValueError."""
+    if not isinstance(variance, str) or variance not in VARIANCE_TYPES:
+        raise ValueError(f"unknown variance {variance!r}; valid ones are "
+                         f"{', '.join(repr(v) for v in VARIANCE_TYPES)} (sigma_t^2 = beta_t "
+                         f"or the posterior variance beta_tilde_t)")
+    return variance
+
+
+def reverse_variance(schedule: Schedule, variance: str = "beta") -> torch.Tensor:
+    """sigma_t^2 of p_theta(x_{t-1} | x_t) for sampling, shape (T + 1,), float64 (chapter 6).
+
+    ``"beta"``: sigma_t^2 = beta_t; ``"beta_tilde"``: sigma_t^2 = beta_tilde_t
+    = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t (so 0 at t = 1). Entry 0 is NaN.
+    """
+    check_variance_type(variance)
+    var = (schedule.betas if variance == "beta" else schedule.posterior_variance).clone()
+    var[0] = math.nan
+    return var
+
+
+def elbo_variance(schedule: Schedule, variance: str = "beta") -> torch.Tensor:
+    """sigma_t^2 of p_theta(x_{t-1} | x_t) as used in the bound, shape (T + 1,), float64 (ch4).
+
+    As ``reverse_variance``, except sigma_1^2 = beta_1 for both choices (beta_tilde_1 = 0
+    would make the decoder p(x_0 | x_1) a point mass). Entry 0 is NaN.
+    """
+    var = reverse_variance(schedule, variance)
+    var[1] = schedule.betas[1]
+    return var

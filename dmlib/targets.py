@@ -33,9 +33,10 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_same_shape
+from ._validate import check_same_shape, renamed_keywords
+from .forward import q_sample
 from .posterior import posterior_mean
-from .schedules import Schedule
+from .schedules import Schedule, elbo_variance
 
 #: The prediction targets dmlib supports (see the module docstring).
 PREDICTION_TYPES: tuple[str, ...] = ("eps", "x0", "mu", "v")
@@ -239,7 +240,7 @@ def x0_error_factor(schedule: Schedule, coef_x0: torch.Tensor,
     k(t) = 0 means y is a multiple of x_t: it carries no information and cannot be a target.
 
     ``coef_x0``, ``coef_eps``: shape (T + 1,) (e.g. from ``target_coefficients``); returns
-    (T + 1,), float64, entry 0 (t = 0, SNR = inf) set to 0.
+    (T + 1,), float64, entry 0 (t = 0, SNR = inf) NaN.
     """
     T1 = schedule.T + 1
     for name, c in (("coef_x0", coef_x0), ("coef_eps", coef_eps)):
@@ -249,35 +250,32 @@ def x0_error_factor(schedule: Schedule, coef_x0: torch.Tensor,
                              f"t, got {got}")
     a, s = schedule.sqrt_alpha_bar[1:], schedule.sqrt_one_minus_alpha_bar[1:]
     k = coef_x0[1:].double() - coef_eps[1:].double() * a / s
-    return torch.cat([torch.zeros(1, dtype=torch.float64), k])
+    return torch.cat([torch.full((1,), float("nan"), dtype=torch.float64), k])
 
 
+@renamed_keywords(sigma="variance")
 def elbo_weight(schedule: Schedule, coef_x0: torch.Tensor, coef_eps: torch.Tensor,
-                sigma: str = "beta") -> torch.Tensor:
+                variance: str = "beta") -> torch.Tensor:
     """ELBO weight of ANY linear target y = c_x0 x_0 + c_eps eps (chapter 5, C5.2-C5.3):
 
         ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) = w(t) ||y - y_theta||^2,
         w(t) = c_x0^ELBO(t) / k(t)^2,   c_x0^ELBO = coef_x0(t)^2 / (2 sigma_t^2)
 
     with k(t) from ``x0_error_factor`` (mu - mu_theta = coef_x0 (x_0 - x0_theta) for fixed
-    x_t). For the four named targets this equals ``dmlib.losses.loss_weights(...,
-    "elbo", sigma)``. ``sigma``: sigma_t^2 = beta_t or beta_tilde_t (``"beta_tilde"``; at
-    t = 1 both use beta_1, as in ``losses.elbo_variance``).
+    x_t). This is the one implementation of the ELBO weights: ``dmlib.losses.loss_weights``
+    calls it with the named targets' coefficients. ``variance``: sigma_t^2 = beta_t or
+    beta_tilde_t (at t = 1 both use beta_1, see ``dmlib.schedules.elbo_variance``).
 
-    Shapes: ``coef_x0``, ``coef_eps`` (T + 1,); returns (T + 1,), float64, entry 0 = 0.
+    Shapes: ``coef_x0``, ``coef_eps`` (T + 1,); returns (T + 1,), float64, entry 0 NaN.
     Raises ValueError where k(t) = 0 (y a multiple of x_t: no information about x_0).
     """
-    from .losses import elbo_variance  # local import: losses imports this module
-
     k = x0_error_factor(schedule, coef_x0, coef_eps)
     bad = (k[1:].abs() < 1e-12).nonzero()
     if bad.numel():
         raise ValueError(f"the target is a multiple of x_t at t = {int(bad[0]) + 1} (k(t) = 0): "
                          f"it carries no information about x_0 and cannot be trained on")
-    var = elbo_variance(schedule, sigma)
-    w = schedule.posterior_mean_coef_x0 ** 2 / (2 * var) / torch.where(k == 0, torch.ones_like(k), k) ** 2
-    w[0] = 0.0
-    return w
+    var = elbo_variance(schedule, variance)
+    return schedule.posterior_mean_coef_x0 ** 2 / (2 * var) / k ** 2
 
 
 def error_per_t(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule: Schedule, x0: torch.Tensor, prediction_type: str,
@@ -294,8 +292,6 @@ def error_per_t(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sch
     (t = 0) is NaN.
     Shapes: ``x0`` (B, ...); returns (T + 1,), float64.
     """
-    from .forward import q_sample
-
     check_prediction_type(prediction_type)
     if not isinstance(x0, torch.Tensor) or x0.dim() < 1:
         raise ValueError("x0 must be a tensor of shape (B, ...) with a batch dimension")

@@ -36,10 +36,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models.unet import UNet, UNetConfig
-from .schedules import Schedule, make_schedule
-from .checkpoint import sha256_file
+from .checkpoint import load_model, read_checkpoint, read_spec, save_checkpoint, sha256_file
 from .losses import diffusion_loss
+from .models.unet import UNet, UNetConfig
+from .schedules import Schedule
+from .spec import DiffusionSpec
 from .training import StepInfo, TrainConfig, TrainResult, pick_device, train
 
 #: The U-Net of chapter 7: 16/32/64 channels at 28/14/7 pixels, one residual block a level,
@@ -85,9 +86,14 @@ class Preset:
                            ckpt_path=ckpt_path, seed=seed, device=device, amp=self.amp,
                            max_seconds=self.max_seconds, ema_warmup=self.ema_warmup)
 
+    @property
+    def spec(self) -> DiffusionSpec:
+        """The diffusion this preset trains for (saved with every checkpoint it writes)."""
+        return DiffusionSpec(self.schedule, self.T, self.prediction_type)
+
     def make_schedule(self) -> Schedule:
         """The noise schedule this preset trains (and must sample) with."""
-        return make_schedule(self.schedule, self.T)
+        return self.spec.make_schedule()
 
 
 PRESETS: dict[str, Preset] = {
@@ -119,29 +125,30 @@ def get_preset(name: str, **overrides) -> Preset:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def image_loss_fn(schedule: Schedule, prediction_type: str = "eps",
-                  channels_last: bool = False):
-    """The loss of Algorithm 1 on images, as ``train`` wants it: ``loss_fn(model, batch,
-    generator)`` with ``batch`` the images x0 (B, 1, 28, 28) (or a tuple whose first entry
-    they are); t and eps are drawn with ``generator``. Chapter 7."""
+def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False):
+    """The loss of Algorithm 1 on images for the diffusion ``spec``, as ``train`` wants it:
+    ``loss_fn(model, batch, generator)`` with ``batch`` the images x0 (B, 1, 28, 28) (or a
+    tuple whose first entry they are); t and eps are drawn with ``generator``. Chapter 7."""
+    if not isinstance(spec, DiffusionSpec):
+        raise TypeError(f"image_loss_fn takes the run's DiffusionSpec, got {type(spec).__name__}")
 
     def loss_fn(model: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
         x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
         if channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        return diffusion_loss(model, schedule, x0, prediction_type, generator=generator)
+        return diffusion_loss(model, spec, x0, generator=generator)
 
     return loss_fn
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike, step: int,
-                   extra: dict | None = None) -> str:
+                   spec: DiffusionSpec | None = None, extra: dict | None = None) -> str:
     """Write ``model``'s weights alone (no optimizer, no EMA copy) as a dmlib checkpoint,
-    atomically, and ``<path>.sha256`` beside it; returns the sha256. Chapter 7."""
-    from .checkpoint import save_checkpoint
-
+    with the ``spec`` it was trained for (None for models that are not diffusion models,
+    e.g. the classifier), atomically, and ``<path>.sha256`` beside it; returns the sha256.
+    Chapter 7."""
     path = Path(path)
-    save_checkpoint(path, model.float().cpu(), step=step, extra=extra or {})
+    save_checkpoint(path, model.float().cpu(), step=step, extra=extra or {}, spec=spec)
     digest = sha256_file(path)
     tmp = path.with_name(path.name + ".sha256.tmp")
     tmp.write_text(f"{digest}  {path.name}\n")
@@ -155,6 +162,7 @@ class RunResult:
 
     model: nn.Module
     ema_model: nn.Module
+    spec: DiffusionSpec
     schedule: Schedule
     preset: Preset
     result: TrainResult
@@ -187,72 +195,91 @@ def train_mnist(preset: str | Preset = "cpu", run_dir: str | os.PathLike | None 
     model = UNet(p.model)
     if cuda and p.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    schedule = p.make_schedule()
     ckpt_path = None
-    log: list[dict] = []
     if run_dir is not None:
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_path = str(run_dir / "train.pt")
-        if not resume and Path(ckpt_path).exists():
-            raise FileExistsError(f"{ckpt_path} exists: pass resume=True (--resume) to continue "
-                                  f"it, or choose another run directory; nothing was overwritten")
-        # run.json: the preset, plus one entry per invocation (a resume appends one).
-        info = json.loads((run_dir / "run.json").read_text()) if resume and (
-            run_dir / "run.json").exists() else {"preset": asdict(p), "invocations": []}
-        info.setdefault("invocations", [])
-        info["invocations"].append({
-            "steps": p.steps, "seed": seed, "device": str(dev), "compile": compile,
-            "argv": sys.argv, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-        tmp = run_dir / "run.json.tmp"
-        tmp.write_text(json.dumps(info, indent=1, default=str))
-        os.replace(tmp, run_dir / "run.json")
+        ckpt_path = _prepare_run_dir(run_dir, p, resume, seed, dev, compile)
     config = p.train_config(ckpt_path, seed=seed, device=str(dev))
     config.amp = p.amp and cuda
     # torch.compile wraps the forward only; the loop still sees (and saves) the plain module.
     fwd = torch.compile(model) if compile else model
-    base_loss = image_loss_fn(schedule, p.prediction_type, channels_last=cuda and p.channels_last)
+    base_loss = image_loss_fn(p.spec, channels_last=cuda and p.channels_last)
     loss_fn = lambda m, b, g: base_loss(fwd if m is model else m, b, g)  # noqa: E731
-
-    t_start, window, n_new = time.perf_counter(), [], [0]
-    log_file = open(run_dir / "log.jsonl", "a") if run_dir is not None else None
-
-    def callback(info: StepInfo) -> None:
-        window.append(info.loss)
-        n_new[0] += 1
-        if info.step % p.log_every == 0 or info.step == p.steps:
-            row = {"step": info.step, "loss": sum(window) / len(window), "lr": info.lr,
-                   "grad_norm": info.grad_norm, "seconds": round(time.perf_counter() - t_start, 2)}
-            window.clear()
-            log.append(row)
-            if log_file is not None:
-                log_file.write(json.dumps(row) + "\n")
-                log_file.flush()
-
+    logger = _LossLog(p, run_dir / "log.jsonl" if run_dir is not None else None)
     try:
         res = train(model, loss_fn, images, config, resume=resume, progress=progress,
-                    callback=callback)
+                    callback=logger, spec=p.spec)
     finally:
-        if log_file is not None:
-            log_file.close()
-    ips = n_new[0] * p.batch_size / max(res.seconds, 1e-9)  # steps of this call only
-    return RunResult(model=res.model, ema_model=res.ema_model, schedule=schedule, preset=p,
-                     result=res, images_per_s=ips, run_dir=run_dir, log=log)
+        logger.close()
+    ips = logger.n_new * p.batch_size / max(res.seconds, 1e-9)  # steps of this call only
+    return RunResult(model=res.model, ema_model=res.ema_model, spec=p.spec,
+                     schedule=p.make_schedule(), preset=p, result=res, images_per_s=ips,
+                     run_dir=run_dir, log=logger.rows)
+
+
+def _prepare_run_dir(run_dir: Path, p: Preset, resume: bool, seed: int, dev: torch.device,
+                     compile: bool) -> str:
+    """Create ``run_dir``, refuse to overwrite a run unless resuming, append this invocation
+    to ``run.json`` (atomically); returns the checkpoint path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "train.pt"
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass resume=True (--resume) to continue "
+                              f"it, or choose another run directory; nothing was overwritten")
+    # run.json: the preset, plus one entry per invocation (a resume appends one).
+    info = json.loads((run_dir / "run.json").read_text()) if resume and (
+        run_dir / "run.json").exists() else {"preset": asdict(p), "invocations": []}
+    info.setdefault("invocations", [])
+    info["invocations"].append({
+        "steps": p.steps, "seed": seed, "device": str(dev), "compile": compile,
+        "argv": sys.argv, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=1, default=str))
+    os.replace(tmp, run_dir / "run.json")
+    return str(ckpt_path)
+
+
+class _LossLog:
+    """The training callback of ``train_mnist``: the mean loss every ``log_every`` steps,
+    kept in ``rows`` and appended to ``log.jsonl`` (flushed each time)."""
+
+    def __init__(self, p: Preset, path: Path | None) -> None:
+        self.p, self.rows, self.window, self.n_new = p, [], [], 0
+        self.t_start = time.perf_counter()
+        self.file = open(path, "a") if path is not None else None
+
+    def __call__(self, info: StepInfo) -> None:
+        self.window.append(info.loss)
+        self.n_new += 1
+        if info.step % self.p.log_every == 0 or info.step == self.p.steps:
+            row = {"step": info.step, "loss": sum(self.window) / len(self.window), "lr": info.lr,
+                   "grad_norm": info.grad_norm,
+                   "seconds": round(time.perf_counter() - self.t_start, 2)}
+            self.window.clear()
+            self.rows.append(row)
+            if self.file is not None:
+                self.file.write(json.dumps(row) + "\n")
+                self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
     """Export the EMA weights of ``run_dir/train.pt`` (at whatever step it holds) to
-    ``out`` with the run's preset, so that ``python -m dmlib.quality score out`` and
-    ``dmlib.pretrained`` know the schedule. Returns the sha256. Chapter 7."""
-    from .checkpoint import load_model, read_checkpoint
-
+    ``out`` with the run's ``DiffusionSpec`` and preset, so that ``python -m dmlib.quality
+    score out`` and ``load_diffusion_model`` know the diffusion. Returns the sha256.
+    Chapter 7."""
     run_dir = Path(run_dir)
     ckpt = read_checkpoint(run_dir / "train.pt")
+    spec = read_spec(run_dir / "train.pt", ckpt)
     info = json.loads((run_dir / "run.json").read_text())
     preset = dict(info["preset"], steps=ckpt["step"])  # the run as if it had stopped here
     return export_weights(load_model(run_dir / "train.pt", use_ema=True), out, ckpt["step"],
-                          extra={"preset": preset, "seed": ckpt["extra"]["run"]["seed"]})
+                          spec=spec, extra={"preset": preset,
+                                            "seed": ckpt["extra"]["run"]["seed"]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dataset", choices=["mnist"])
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--steps", type=int, help="override the preset's number of steps")
+    ap.add_argument("--prediction-type", choices=["eps", "x0", "mu", "v"],
+                    help="override the preset's prediction target (saved in the run's spec)")
     ap.add_argument("--minutes", type=float, help="stop after this wall-clock budget")
     ap.add_argument("--run-dir", help="default: runs/mnist-<preset>")
     ap.add_argument("--resume", action="store_true", help="continue run-dir/train.pt exactly")
@@ -282,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     over = {"steps": args.steps} if args.steps else {}
+    if args.prediction_type:
+        over["prediction_type"] = args.prediction_type
     if args.minutes:
         over["max_seconds"] = 60 * args.minutes
     preset = get_preset(args.preset, **over)
@@ -295,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(out.result.history[-100:]) / max(1, len(out.result.history[-100:])):.4f}")
     if args.export:
         digest = export_weights(out.ema_model, args.export, out.result.steps_done,
-                                extra={"preset": asdict(preset), "seed": args.seed})
+                                spec=out.spec, extra={"preset": asdict(preset), "seed": args.seed})
         print(f"exported EMA weights to {args.export} (sha256 {digest})")
     return 0
 

@@ -36,6 +36,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import (CheckpointMismatchError, load_checkpoint, save_checkpoint,
                          set_rng_state)
+from .spec import DiffusionSpec
 
 Batch = torch.Tensor | tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
@@ -198,34 +199,50 @@ def _as_tensors(data: Batch) -> tuple[tuple[torch.Tensor, ...], bool]:
     return tensors, single
 
 
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+def batch_indices(step: int, n: int, batch_size: int, seed: int,
+                  cache: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Row indices of the batch for 0-based ``step``: epoch e = step // (n // B), position
     j = step % (n // B), rows perm_e[j B:(j+1) B] with perm_e = randperm(n) seeded by
-    seed * 1_000_003 + e. Stateless, so a resumed run draws the same batches."""
+    seed * 1_000_003 + e. Stateless, so a resumed run draws the same batches; ``cache``
+    (a dict the caller keeps) holds the current epoch's permutation so that it is drawn
+    once per epoch instead of once per step."""
     per_epoch = n // batch_size
     epoch, j = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)[j * batch_size:(j + 1) * batch_size]
+    perm = cache.get(epoch) if cache is not None else None
+    if perm is None:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        if cache is not None:
+            cache.clear()
+            cache[epoch] = perm
+    return perm[j * batch_size:(j + 1) * batch_size]
+
+
+def lr_at(config: TrainConfig, k: int) -> float:
+    """The learning rate of 1-based step k: lr * min(1, k / warmup_steps), times
+    (1 + cos(pi k / steps)) / 2 with ``lr_decay="cosine"``."""
+    lr = config.lr * (min(1.0, k / config.warmup_steps) if config.warmup_steps else 1.0)
+    if config.lr_decay == "cosine":
+        lr *= 0.5 * (1 + math.cos(math.pi * k / config.steps))
+    return lr
 
 
 # -- the loop ---------------------------------------------------------------------------
-def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
-          resume: bool = False, progress: bool = True,
-          callback: Callable[[StepInfo], None] | None = None) -> TrainResult:
-    """Train ``model`` on in-memory ``data`` by minimising ``loss_fn`` (chapters 6, 7).
+@dataclass
+class _State:
+    """Everything the loop updates and a checkpoint stores."""
 
-    ``data``: a tensor (N, ...) or a tuple of tensors sharing N (moved to the device once);
-    ``loss_fn(model, batch, generator) -> scalar tensor``, where ``batch`` has the form of
-    ``data`` and ``generator`` is the loop's CPU ``torch.Generator`` (seeded with
-    ``config.seed``, saved in checkpoints): draw noise with
-    ``torch.randn(shape, generator=generator).to(device)`` for exact, device-independent runs.
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: AveragedModel | None
+    generator: torch.Generator
+    run_info: dict
+    history: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    start: int = 0
 
-    ``resume=True`` continues from ``config.ckpt_path`` if that file exists (else starts
-    afresh) up to ``config.steps``. A NaN/inf loss or gradient raises NonFiniteLossError
-    before the bad update and before any checkpoint is written.
-    """
-    from tqdm.auto import tqdm
 
+def _check_args(model, loss_fn, data, config, resume) -> tuple[tuple[torch.Tensor, ...], bool]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
@@ -235,11 +252,94 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
     if resume and config.ckpt_path is None:
         raise ValueError("resume=True needs TrainConfig.ckpt_path (the checkpoint to resume from)")
     tensors, single = _as_tensors(data)
-    n = tensors[0].shape[0]
-    if config.batch_size > n:
+    if config.batch_size > tensors[0].shape[0]:
         raise ValueError(f"batch_size={config.batch_size} is larger than the data set "
-                         f"(N={n}); lower TrainConfig.batch_size")
+                         f"(N={tensors[0].shape[0]}); lower TrainConfig.batch_size")
+    return tensors, single
 
+
+def _new_state(model: nn.Module, config: TrainConfig, n: int) -> _State:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    ema = None
+    if config.ema_decay is not None:
+        ema_fn = (_warmup_ema_fn(config.ema_decay) if config.ema_warmup
+                  else get_ema_multi_avg_fn(config.ema_decay))
+        ema = AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
+    return _State(model, optimizer, ema, torch.Generator().manual_seed(config.seed),
+                  {"seed": config.seed, "batch_size": config.batch_size, "n_data": n})
+
+
+def _resume(state: _State, path: str) -> None:
+    """Load ``path`` into ``state`` after checking it is the same run; restore the RNGs."""
+    ckpt = load_checkpoint(path, state.model, state.optimizer, state.ema, map_location="cpu",
+                           generator=state.generator)
+    saved = ckpt["extra"].get("run", {})
+    diff = {k: (saved.get(k), v) for k, v in state.run_info.items() if saved.get(k) != v}
+    if diff:
+        raise CheckpointMismatchError(
+            f"cannot resume exactly from {path}: "
+            + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            + ". Use the same data, seed and batch_size, or resume=False to start afresh")
+    set_rng_state(ckpt["rng"])
+    state.start = ckpt["step"]
+    state.history = [float(x) for x in ckpt["extra"].get("history", [])]
+    state.grad_norms = [float(x) for x in ckpt["extra"].get("grad_norms", [])]
+
+
+def _optimizer_step(state: _State, loss_fn: LossFn, batch: Batch, use_amp: bool,
+                    max_norm: float, k: int, config: TrainConfig) -> tuple[float, float]:
+    """One update: loss, backward, clip, the NaN guard, AdamW, EMA. Returns (loss, norm)."""
+    state.optimizer.zero_grad(set_to_none=True)
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+    with ctx:
+        loss = loss_fn(state.model, batch, state.generator)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ValueError("loss_fn must return a scalar tensor (reduce with .mean()), got "
+                         + (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
+                            else type(loss).__name__))
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on the model's parameters (no grad); "
+                         "does loss_fn call model(xt, t), outside torch.no_grad()?")
+    loss.backward()
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    # Global norm before clipping; clipping with max_norm=inf multiplies by 1 (exact).
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    loss_val, norm_val = torch.stack([loss.detach().float(),
+                                      norm.detach().float().to(loss.device)]).tolist()
+    if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
+        what = "loss" if not math.isfinite(loss_val) else "gradient norm"
+        raise NonFiniteLossError(
+            f"non-finite {what} at step {k}: loss={loss_val}, gradient norm={norm_val}. "
+            f"The parameters were not updated and the last good checkpoint "
+            f"(if any) is kept. Try a lower lr (now {config.lr:g}), check the data "
+            f"scaling (diffusion expects data roughly in [-1, 1]), enable grad_clip "
+            f"(now {config.grad_clip}), or add warmup_steps")
+    state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    return loss_val, norm_val
+
+
+def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
+          resume: bool = False, progress: bool = True,
+          callback: Callable[[StepInfo], None] | None = None,
+          spec: DiffusionSpec | None = None) -> TrainResult:
+    """Train ``model`` on in-memory ``data`` by minimising ``loss_fn`` (chapters 6, 7).
+
+    ``data``: a tensor (N, ...) or a tuple of tensors sharing N (moved to the device once);
+    ``loss_fn(model, batch, generator) -> scalar tensor``, where ``batch`` has the form of
+    ``data`` and ``generator`` is the loop's CPU ``torch.Generator`` (seeded with
+    ``config.seed``, saved in checkpoints): draw noise with
+    ``torch.randn(shape, generator=generator).to(device)`` for exact, device-independent runs.
+    ``spec``: the diffusion a diffusion model is trained for, stored in every checkpoint.
+
+    ``resume=True`` continues from ``config.ckpt_path`` if that file exists (else starts
+    afresh) up to ``config.steps``. A NaN/inf loss or gradient raises NonFiniteLossError
+    before the bad update and before any checkpoint is written.
+    """
+    tensors, single = _check_args(model, loss_fn, data, config, resume)
+    n = tensors[0].shape[0]
     device = pick_device(config.device)
     use_amp = config.amp and device.type == "cuda"
     if config.amp and not use_amp:
@@ -247,91 +347,58 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
                       stacklevel=2)
     model.to(device)
     tensors = tuple(x.to(device) for x in tensors)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    ema_fn = (_warmup_ema_fn(config.ema_decay) if config.ema_warmup
-              else get_ema_multi_avg_fn(config.ema_decay)) if config.ema_decay is not None else None
-    ema = (AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
-           if config.ema_decay is not None else None)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[float] = []
-    grad_norms: list[float] = []
-    start = 0
-    run_info = {"seed": config.seed, "batch_size": config.batch_size, "n_data": n}
-
+    st = _new_state(model, config, n)
     if resume and Path(config.ckpt_path).is_file():
-        ckpt = load_checkpoint(config.ckpt_path, model, optimizer, ema, map_location="cpu",
-                               generator=generator)
-        saved = ckpt["extra"].get("run", {})
-        diff = {k: (saved.get(k), v) for k, v in run_info.items() if saved.get(k) != v}
-        if diff:
-            raise CheckpointMismatchError(
-                f"cannot resume exactly from {config.ckpt_path}: "
-                + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
-                + ". Use the same data, seed and batch_size, or resume=False to start afresh")
-        set_rng_state(ckpt["rng"])
-        start = ckpt["step"]
-        history = [float(x) for x in ckpt["extra"].get("history", [])]
-        grad_norms = [float(x) for x in ckpt["extra"].get("grad_norms", [])]
+        _resume(st, config.ckpt_path)
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(config.ckpt_path, model, optimizer, ema, step=step, generator=generator,
-                        extra={"history": history, "grad_norms": grad_norms, "run": run_info,
-                               "train_config": asdict(config)})
+        save_checkpoint(config.ckpt_path, model, st.optimizer, st.ema, step=step,
+                        generator=st.generator, spec=spec,
+                        extra={"history": st.history, "grad_norms": st.grad_norms,
+                               "run": st.run_info, "train_config": asdict(config)})
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    max_norm = config.grad_clip if config.grad_clip is not None else math.inf
     t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="train",
+    try:
+        _run_steps(st, loss_fn, tensors, single, config, device, use_amp, progress, callback,
+                   checkpoint, t0)
+    finally:
+        model.eval()
+    return TrainResult(model=model, ema_model=st.ema.module.eval() if st.ema is not None else None,
+                       history=st.history, steps_done=max(st.start, len(st.history)),
+                       seconds=time.perf_counter() - t0, grad_norms=st.grad_norms)
+
+
+def _run_steps(st: _State, loss_fn: LossFn, tensors: tuple[torch.Tensor, ...], single: bool,
+               config: TrainConfig, device: torch.device, use_amp: bool, progress: bool,
+               callback: Callable[[StepInfo], None] | None,
+               checkpoint: Callable[[int], None], t0: float) -> None:
+    """Steps st.start + 1 .. config.steps (or until the time budget), with progress,
+    callbacks and checkpoints."""
+    from tqdm.auto import tqdm
+
+    n = tensors[0].shape[0]
+    max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+    st.model.train()
+    bar = tqdm(total=config.steps, initial=st.start, disable=not progress, desc="train",
                dynamic_ncols=True)
     perm_cache: dict[int, torch.Tensor] = {}
     try:
-        for step in range(start, config.steps):  # 0-based; the user sees step + 1
+        for step in range(st.start, config.steps):  # 0-based; the user sees step + 1
             k = step + 1
-            lr = config.lr * (min(1.0, k / config.warmup_steps) if config.warmup_steps else 1.0)
-            if config.lr_decay == "cosine":
-                lr *= 0.5 * (1 + math.cos(math.pi * k / config.steps))
-            for group in optimizer.param_groups:
+            lr = lr_at(config, k)
+            for group in st.optimizer.param_groups:
                 group["lr"] = lr
-            idx = _cached_indices(perm_cache, step, n, config.batch_size, config.seed).to(device)
+            idx = batch_indices(step, n, config.batch_size, config.seed, perm_cache).to(device)
             batch = tensors[0][idx] if single else tuple(x[idx] for x in tensors)
-
-            optimizer.zero_grad(set_to_none=True)
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
-            with ctx:
-                loss = loss_fn(model, batch, generator)
-            if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-                raise ValueError("loss_fn must return a scalar tensor (reduce with .mean()), got "
-                                 + (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
-                                    else type(loss).__name__))
-            if not loss.requires_grad:
-                raise ValueError("the loss does not depend on the model's parameters (no grad); "
-                                 "does loss_fn call model(xt, t), outside torch.no_grad()?")
-            loss.backward()
-            # Global norm before clipping; clipping with max_norm=inf multiplies by 1 (exact).
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            loss_val, norm_val = torch.stack([loss.detach().float(),
-                                              norm.detach().float().to(loss.device)]).tolist()
-            if not (math.isfinite(loss_val) and math.isfinite(norm_val)):
-                what = "loss" if not math.isfinite(loss_val) else "gradient norm"
-                raise NonFiniteLossError(
-                    f"non-finite {what} at step {k}: loss={loss_val}, gradient norm={norm_val}. "
-                    f"The parameters were not updated and the last good checkpoint "
-                    f"(if any) is kept. Try a lower lr (now {config.lr:g}), check the data "
-                    f"scaling (diffusion expects data roughly in [-1, 1]), enable grad_clip "
-                    f"(now {config.grad_clip}), or add warmup_steps")
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            history.append(loss_val)
-            grad_norms.append(norm_val)
+            loss_val, norm_val = _optimizer_step(st, loss_fn, batch, use_amp, max_norm, k, config)
+            st.history.append(loss_val)
+            st.grad_norms.append(norm_val)
             bar.update(1)
             if k % config.log_every == 0 or k == config.steps:
-                recent = history[-config.log_every:]
+                recent = st.history[-config.log_every:]
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
             if callback is not None:
-                callback(StepInfo(step=k, loss=loss_val, grad_norm=norm_val, lr=lr, model=model))
+                callback(StepInfo(step=k, loss=loss_val, grad_norm=norm_val, lr=lr, model=st.model))
             out_of_time = (config.max_seconds is not None
                            and time.perf_counter() - t0 >= config.max_seconds)
             if config.ckpt_path is not None and (
@@ -342,12 +409,6 @@ def train(model: nn.Module, loss_fn: LossFn, data: Batch, config: TrainConfig,
                 break
     finally:
         bar.close()
-    steps_done = max(start, len(history))
-    model.eval()
-    ema_model = ema.module.eval() if ema is not None else None
-    return TrainResult(model=model, ema_model=ema_model, history=history,
-                       steps_done=steps_done, seconds=time.perf_counter() - t0,
-                       grad_norms=grad_norms)
 
 
 def _warmup_ema_fn(decay: float):
@@ -365,16 +426,5 @@ def _warmup_ema_fn(decay: float):
     return update
 
 
-def _cached_indices(cache: dict[int, torch.Tensor], step: int, n: int, batch_size: int,
-                    seed: int) -> torch.Tensor:
-    # One randperm per epoch instead of one per step; same result as batch_indices.
-    per_epoch = n // batch_size
-    epoch, j = divmod(step, per_epoch)
-    if epoch not in cache:
-        cache.clear()
-        cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return cache[epoch][j * batch_size:(j + 1) * batch_size]
-
-
 __all__ = ["pick_device", "TrainConfig", "TrainResult", "StepInfo", "train",
-           "NonFiniteLossError", "batch_indices", "LossFn"]
+           "NonFiniteLossError", "batch_indices", "lr_at", "LossFn"]

@@ -167,7 +167,7 @@ def test_kl_monte_carlo_mistakes(wrong, hint):
 
 
 def test_checks_are_reexported_and_strict_mode_raises(monkeypatch):
-    from dmlib.checks import gaussians
+    from dmlib.course.checks import gaussians
     for name in gaussians.__all__:
         assert getattr(checks, name) is getattr(gaussians, name)
     monkeypatch.setenv("DMLIB_CHECKS_STRICT", "1")

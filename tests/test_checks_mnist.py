@@ -240,7 +240,7 @@ def test_frechet_distance_strict_mode(monkeypatch):
 
 
 def test_chapter7_checks_are_exported():
-    from dmlib.checks import mnist
+    from dmlib.course.checks import mnist
     assert set(mnist.__all__) == {"check_image_train_step", "check_respaced_step",
                                   "check_frechet_distance"}
     for name in mnist.__all__:

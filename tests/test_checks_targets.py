@@ -30,7 +30,7 @@ CHECKS = [checks.check_x0_from_eps, checks.check_mu_from_eps, checks.check_v]
 
 
 def test_checks_are_exported():
-    from dmlib.checks import targets
+    from dmlib.course.checks import targets
     assert set(targets.__all__) == {"check_x0_from_eps", "check_mu_from_eps", "check_v"}
     for name in targets.__all__:
         assert name in checks.__all__

@@ -123,7 +123,7 @@ def test_kl_term_solution_passes_and_stub(capsys):
 
 def test_kl_term_reference_is_the_monte_carlo_kl():
     # Independent of the closed form: KL(q || p) = E_q[log q - log p], estimated by sampling.
-    from dmlib.checks.toy2d import toy_eps_model
+    from dmlib.course.checks.toy2d import toy_eps_model
     from dmlib.schedules import Schedule
     s = Schedule.linear(100)
     g = torch.Generator().manual_seed(0)
@@ -156,7 +156,7 @@ def test_kl_term_mistakes(wrong, hint):
 
 
 def test_toy_model_rejects_int_and_float_t():
-    from dmlib.checks.toy2d import toy_eps_model
+    from dmlib.course.checks.toy2d import toy_eps_model
     with pytest.raises(ValueError, match="shape"):
         toy_eps_model(torch.zeros(3, 2), 5)
     with pytest.raises(ValueError, match="integer"):

@@ -1,4 +1,4 @@
-"""The autograder (dmlib.grade): fake submissions of chapter 00_setup, graded in two batches."""
+"""The autograder (dmlib.course.grade): fake submissions of chapter 00_setup, graded in two batches."""
 
 import contextlib
 import csv
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from dmlib import grade
-from dmlib.tools import student
+from dmlib.course.tools import student
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "chapters" / "00_setup.ipynb"

@@ -58,7 +58,7 @@ def test_simple_weights_are_ones(sched):
     for kind in TYPES:
         w = loss_weights(sched, kind)
         assert w.shape == (T + 1,) and w.dtype == D
-        assert w[0] == 0 and torch.all(w[1:] == 1)
+        assert math.isnan(w[0]) and torch.all(w[1:] == 1)  # entry 0: NaN (no t = 0)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -80,7 +80,7 @@ def test_elbo_weighted_loss_equals_the_kl_term(sched, kind, sigma):
         return preds["out"]
 
     got = diffusion_loss(model, sched, x0, kind, "elbo", t=t, eps=eps, reduction="none",
-                         sigma=sigma).numpy()
+                         variance=sigma).numpy()
     tn = t.numpy()
     beta, alpha, ab, ab_prev, bt = _coefs(tn)
     x0n, epsn = x0.numpy(), eps.numpy()
@@ -105,10 +105,10 @@ def test_elbo_eps_weights_closed_form(sched):
     # c_eps(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), DDPM eq. (12).
     tn = np.arange(1, T + 1)
     beta, alpha, ab, ab_prev, bt = _coefs(tn)
-    w = loss_weights(sched, "eps", "elbo", sigma="beta").numpy()
+    w = loss_weights(sched, "eps", "elbo", variance="beta").numpy()
     np.testing.assert_allclose(w[1:], beta / (2 * alpha * (1 - ab)), rtol=1e-12)
-    assert w[0] == 0
-    w = loss_weights(sched, "mu", "elbo", sigma="beta_tilde").numpy()
+    assert math.isnan(w[0])
+    w = loss_weights(sched, "mu", "elbo", variance="beta_tilde").numpy()
     np.testing.assert_allclose(w[2:], 1 / (2 * bt[1:]), rtol=1e-12)
     assert w[1] == pytest.approx(1 / (2 * BETAS[0]))  # sigma_1^2 = beta_1 (beta_tilde_1 = 0)
 
@@ -155,8 +155,8 @@ def test_diffusion_loss_errors(sched):
         diffusion_loss(model, sched, x0, weighting=torch.ones(6, dtype=D))
     with pytest.raises(ValueError, match="unknown reduction 'sum'"):
         diffusion_loss(model, sched, x0, reduction="sum")
-    with pytest.raises(ValueError, match="unknown sigma 'small'"):
-        diffusion_loss(model, sched, x0, weighting="elbo", sigma="small")
+    with pytest.raises(ValueError, match="unknown variance 'small'"):
+        diffusion_loss(model, sched, x0, weighting="elbo", variance="small")
     with pytest.raises(ValueError, match="shape mismatch: x0 has shape"):
         diffusion_loss(model, sched, x0, eps=torch.zeros(4, 3, dtype=D))
     with pytest.raises(ValueError, match="1-based t"):
@@ -225,30 +225,30 @@ def test_vlb_sum_matches_brute_force_monte_carlo(sched, kind, sigma):
     ref, ref_se = _brute_force_neg_elbo(kind, sigma, x0, n, np.random.default_rng(0))
     g = torch.Generator().manual_seed(0)
     terms = vlb_terms(_toy_model(kind), sched, torch.from_numpy(x0).expand(n, 2).contiguous(),
-                      kind, sigma=sigma, generator=g)
+                      kind, variance=sigma, generator=g)
     assert terms.shape == (n, T + 1)
     total = terms.sum(1)
     got, got_se = float(total.mean()), float(total.std()) / math.sqrt(n)
     assert abs(got - ref) < 4 * math.hypot(got_se, ref_se), (got, ref, got_se, ref_se)
 
 
-def test_vlb_columns_follow_ddpm_indexing(sched):
+def test_vlb_columns_are_indexed_by_t(sched):
     # A model that knows x0 exactly (all examples share it) makes every column deterministic:
-    # column k (1..T-1) = KL(N(mu, bt_{k+1}) || N(mu, sigma_{k+1}^2)), column 0 the decoder at
-    # its mean, column T the prior KL. The expected values are written out by hand.
+    # column t (2..T) = KL(N(mu, bt_t) || N(mu, sigma_t^2)), column 1 the decoder at its mean,
+    # column 0 the prior KL L_T. The expected values are written out by hand.
     c = torch.tensor([[0.25, -0.5]], dtype=D).expand(5, 2).contiguous()
     model = lambda xt, t: c[:1].expand_as(xt)  # noqa: E731  (predicts x0 exactly)
     beta, _, ab, _, bt = _coefs(np.arange(T + 1))
     for sigma in ("beta_tilde", "beta"):
-        terms = vlb_terms(model, sched, c, "x0", sigma=sigma, decoder="gaussian",
+        terms = vlb_terms(model, sched, c, "x0", variance=sigma, decoder="gaussian",
                           generator=torch.Generator().manual_seed(0), max_batch=7)
         assert terms.shape == (5, T + 1)
         exp = np.empty(T + 1)
-        exp[0] = 2 * 0.5 * math.log(2 * math.pi * beta[1])  # -log N(x0; x0, beta_1), d = 2
-        for k in range(1, T):
-            v = bt[k + 1] if sigma == "beta_tilde" else beta[k + 1]
-            exp[k] = 2 * (0.5 * math.log(v / bt[k + 1]) + bt[k + 1] / (2 * v) - 0.5)
-        exp[T] = (0.5 * (ab[T] * c[0].numpy() ** 2 + (1 - ab[T]) - 1 - math.log(1 - ab[T]))).sum()
+        exp[1] = 2 * 0.5 * math.log(2 * math.pi * beta[1])  # -log N(x0; x0, beta_1), d = 2
+        for t in range(2, T + 1):
+            v = bt[t] if sigma == "beta_tilde" else beta[t]
+            exp[t] = 2 * (0.5 * math.log(v / bt[t]) + bt[t] / (2 * v) - 0.5)
+        exp[0] = (0.5 * (ab[T] * c[0].numpy() ** 2 + (1 - ab[T]) - 1 - math.log(1 - ab[T]))).sum()
         np.testing.assert_allclose(terms.numpy(), np.broadcast_to(exp, (5, T + 1)), atol=1e-10)
     # discretized decoder at its mean: each pixel's mass is the central bin of N(0, beta_1)
     x_img = torch.tensor([[-1.0, 1.0 / 255]], dtype=D).expand(3, 2).contiguous()
@@ -257,7 +257,7 @@ def test_vlb_columns_follow_ddpm_indexing(sched):
     sd = math.sqrt(BETAS[0])
     mid = stats.norm.cdf(1 / 255 / sd) - stats.norm.cdf(-1 / 255 / sd)
     edge = stats.norm.cdf(1 / 255 / sd)
-    np.testing.assert_allclose(terms[:, 0].numpy(), -(math.log(mid) + math.log(edge)), rtol=1e-10)
+    np.testing.assert_allclose(terms[:, 1].numpy(), -(math.log(mid) + math.log(edge)), rtol=1e-10)
 
 
 def test_vlb_of_optimal_model_bounds_the_gaussian_data_nll():
@@ -274,7 +274,7 @@ def test_vlb_of_optimal_model_bounds_the_gaussian_data_nll():
     g = torch.Generator().manual_seed(0)
     x0 = m + s * torch.randn(20_000, 2, generator=g, dtype=D)  # standard error ~0.01 nats
     with torch.no_grad():
-        bound = vlb_terms(model, sched, x0, "eps", sigma="beta", generator=g).sum(1)
+        bound = vlb_terms(model, sched, x0, "eps", variance="beta", generator=g).sum(1)
     nll = -torch.from_numpy(stats.norm.logpdf(x0.numpy(), m.numpy(), s.numpy()).sum(1))
     gap = bound - nll
     mean, se = float(gap.mean()), float(gap.std()) / math.sqrt(len(gap))
@@ -288,8 +288,8 @@ def test_vlb_errors(sched):
     model = lambda xt, t: xt  # noqa: E731
     with pytest.raises(ValueError, match="unknown decoder 'bernoulli'"):
         vlb_terms(model, sched, x0, decoder="bernoulli")
-    with pytest.raises(ValueError, match="unknown sigma 'fixed'"):
-        vlb_terms(model, sched, x0, sigma="fixed")
+    with pytest.raises(ValueError, match="unknown variance 'fixed'"):
+        vlb_terms(model, sched, x0, variance="fixed")
     with pytest.raises(ValueError, match="unknown prediction_type 'y'"):
         vlb_terms(model, sched, x0, "y")
     with pytest.raises(ValueError, match=r"scaled to \[-1, 1\]"):

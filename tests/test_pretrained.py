@@ -9,8 +9,9 @@ import torch
 from dmlib.data.mnist import load_mnist
 from dmlib.losses import diffusion_loss
 from dmlib.models import MnistClassifier, UNet
-from dmlib.pretrained import (PRETRAINED, load_pretrained, pretrained_path,
-                              verify_pretrained)
+from dmlib.pretrained import (PRETRAINED, load_pretrained, load_pretrained_diffusion,
+                              pretrained_path, verify_pretrained)
+from dmlib.spec import DiffusionSpec
 from dmlib.quality import test_accuracy as judge_accuracy
 from dmlib.schedules import Schedule
 from dmlib.train import MNIST_UNET, PRESETS
@@ -42,7 +43,15 @@ def test_env_data_dir(tmp_path, monkeypatch):
     shutil.copy(pretrained_path("mnist_unet"), tmp_path / "checkpoints" / "mnist_unet.pt")
     monkeypatch.setenv("DMLIB_DATA_DIR", str(tmp_path))
     assert pretrained_path("mnist_unet").parent == tmp_path / "checkpoints"
-    assert isinstance(load_pretrained("mnist_unet"), UNet)
+    model, spec = load_pretrained_diffusion("mnist_unet")
+    assert isinstance(model, UNet) and spec == DiffusionSpec("cosine", 1000, "eps")
+
+
+def test_diffusion_models_come_with_their_spec():
+    with pytest.raises(ValueError, match="load_pretrained_diffusion"):
+        load_pretrained("mnist_unet")  # a spec-less load of a diffusion model is refused
+    with pytest.raises(ValueError, match="not a diffusion model"):
+        load_pretrained_diffusion("mnist_classifier")
 
 
 def test_shipped_judge_is_99_percent_accurate(one_thread):
@@ -52,8 +61,9 @@ def test_shipped_judge_is_99_percent_accurate(one_thread):
 
 
 def test_shipped_unet_denoises(one_thread):
-    model = load_pretrained("mnist_unet")
+    model, spec = load_pretrained_diffusion("mnist_unet")
     assert model.config == MNIST_UNET == PRESETS["ship"].model
+    assert spec == PRESETS["ship"].spec
     x0, _ = load_mnist("test", limit=256)
     s = Schedule.cosine(1000)
     g = torch.Generator().manual_seed(0)

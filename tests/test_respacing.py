@@ -4,7 +4,9 @@ form and Monte Carlo), the model wrapper, and sampling equal to ddpm_sample."""
 import pytest
 import torch
 
-from dmlib.respacing import RespacedModel, respace, respaced_timesteps, sample_images
+from dmlib.respacing import RespacedModel, respace, respaced_timesteps
+from dmlib.sampling import sample_images
+from dmlib.spec import DiffusionSpec
 from dmlib.sampling import ddpm_sample
 from dmlib.schedules import Schedule
 
@@ -69,26 +71,29 @@ def _toy(x, t):
 
 
 def test_sample_images_equals_ddpm_sample_on_respaced_schedule():
-    s = Schedule.cosine(100)
-    got = sample_images(_toy, s, 6, steps=10, shape=(1, 4, 4), clip_x0=None, batch_size=6,
+    spec = DiffusionSpec("cosine", 100)
+    s = spec.make_schedule()
+    got = sample_images(_toy, spec, 6, steps=10, shape=(1, 4, 4), clip_x0=None, batch_size=6,
                         generator=torch.Generator().manual_seed(3))
     sS, taus = respace(s, 10)
     ref = ddpm_sample(RespacedModel(_toy, taus), sS, (6, 1, 4, 4),
                       generator=torch.Generator().manual_seed(3)).clamp(-1, 1)
     assert torch.allclose(got, ref, atol=1e-6)
     # all steps = the plain sampler
-    full = sample_images(_toy, s, 3, steps=None, shape=(1, 4, 4), clip_x0=None,
+    full = sample_images(_toy, spec, 3, steps=None, shape=(1, 4, 4), clip_x0=None,
                          generator=torch.Generator().manual_seed(4))
     ref = ddpm_sample(_toy, s, (3, 1, 4, 4), generator=torch.Generator().manual_seed(4))
     assert torch.allclose(full, ref.clamp(-1, 1), atol=1e-5)
 
 
 def test_sample_images_batches_and_range():
-    s = Schedule.cosine(50)
+    s = DiffusionSpec("cosine", 50)
     a = sample_images(_toy, s, 7, steps=5, shape=(1, 4, 4), batch_size=3,
                       generator=torch.Generator().manual_seed(1))
     assert a.shape == (7, 1, 4, 4) and a.min() >= -1 and a.max() <= 1
     with pytest.raises(ValueError, match="n must be a positive int"):
         sample_images(_toy, s, 0)
+    with pytest.raises(TypeError, match="DiffusionSpec"):
+        sample_images(_toy, s.make_schedule(), 3)
     with pytest.raises(TypeError, match="dmlib Schedule"):
         respace("cosine", 5)

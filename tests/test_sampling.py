@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dmlib.sampling import ddpm_sample, ddpm_step, p_mean_var, reverse_variance
+from dmlib.sampling import StepContext, ddpm_sample, ddpm_step, p_mean_var
+from dmlib.schedules import reverse_variance
 from dmlib.schedules import Schedule
 
 D = torch.float64
@@ -107,14 +108,14 @@ def test_last_step_adds_no_noise_and_other_steps_do():
     sched = Schedule.linear(20)
     model = _optimal_eps_model(sched)
     xt = torch.randn(500, 2, generator=torch.Generator().manual_seed(3), dtype=D)
-    a = ddpm_step(model, sched, xt, 1, generator=torch.Generator().manual_seed(4))
-    b = ddpm_step(model, sched, xt, 1, generator=torch.Generator().manual_seed(5))
+    a = ddpm_step(model, sched, xt, 1, StepContext(generator=torch.Generator().manual_seed(4)))
+    b = ddpm_step(model, sched, xt, 1, StepContext(generator=torch.Generator().manual_seed(5)))
     mean1, _ = p_mean_var(sched, model(xt, torch.ones(500, dtype=torch.long)), xt, 1)
     assert torch.equal(a, b)
     torch.testing.assert_close(a, mean1, rtol=0, atol=0)
     # at t = 7 the step adds N(0, beta_7) noise around the mean: check its variance
     xt7 = torch.zeros(20_000, 2, dtype=D)
-    x6 = ddpm_step(model, sched, xt7, 7, generator=torch.Generator().manual_seed(6))
+    x6 = ddpm_step(model, sched, xt7, 7, StepContext(generator=torch.Generator().manual_seed(6)))
     mean7, var7 = p_mean_var(sched, model(xt7, torch.full((20_000,), 7)), xt7, 7)
     resid = (x6 - mean7).numpy()
     b7 = float(sched.betas[7])
@@ -145,10 +146,11 @@ def test_trajectory_keys_shapes_and_determinism():
 def test_reverse_variance_table():
     sched = Schedule(torch.tensor([0.1, 0.2, 0.3], dtype=D))
     torch.testing.assert_close(reverse_variance(sched, "beta"),
-                               torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=D))
+                               torch.tensor([math.nan, 0.1, 0.2, 0.3], dtype=D), equal_nan=True)
     ab = [1.0, 0.9, 0.72, 0.504]
-    ref = [0.0, 0.0] + [(1 - ab[t - 1]) / (1 - ab[t]) * [0.1, 0.2, 0.3][t - 1] for t in (2, 3)]
-    torch.testing.assert_close(reverse_variance(sched, "beta_tilde"), torch.tensor(ref, dtype=D))
+    ref = [math.nan, 0.0] + [(1 - ab[t - 1]) / (1 - ab[t]) * [0.1, 0.2, 0.3][t - 1] for t in (2, 3)]
+    torch.testing.assert_close(reverse_variance(sched, "beta_tilde"), torch.tensor(ref, dtype=D),
+                               equal_nan=True)
 
 
 def test_errors():
@@ -163,7 +165,7 @@ def test_errors():
     with pytest.raises(ValueError, match="unknown variance"):
         p_mean_var(sched, x, x, 2, variance="sigma")
     with pytest.raises(ValueError, match="unknown prediction_type"):
-        ddpm_step(model, sched, x, 2, prediction_type="x_0")
+        ddpm_step(model, sched, x, 2, StepContext(prediction_type="x_0"))
     with pytest.raises(ValueError, match="1-based t"):
         ddpm_step(model, sched, x, 0)
     with pytest.raises(ValueError, match="t out of range"):
@@ -176,5 +178,5 @@ def test_errors():
         ddpm_step(lambda xt, t: xt[:, :1], sched, x, 3)
     with pytest.raises(ValueError, match=r"wrong shape for x_T: expected \(3, 2\)"):
         ddpm_sample(model, sched, (3, 2), x_T=torch.zeros(3, 3, dtype=D))
-    with pytest.raises(ValueError, match="trajectory_steps must hold ints in 0..T=10"):
+    with pytest.raises(ValueError, match="trajectory_steps must hold visited times"):
         ddpm_sample(model, sched, (3, 2), dtype=D, return_trajectory=True, trajectory_steps=[11])

@@ -56,6 +56,11 @@ def test_schedule_quantities_against_loops():
     assert float(sched.posterior_log_variance_clipped[1]) == pytest.approx(
         math.log(float(sched.posterior_variance[2])))
     assert math.isinf(float(sched.snr[0]))
+    # entry 0 convention: NaN where the quantity has no value at t = 0
+    for table in (sched.posterior_variance, sched.posterior_log_variance_clipped,
+                  sched.posterior_mean_coef_x0, sched.posterior_mean_coef_xt):
+        assert math.isnan(float(table[0]))
+    assert float(sched.alpha_bar_prev[0]) == 1.0  # the empty product
 
 
 def test_snr_is_monotone_and_alpha_bar_decreasing():

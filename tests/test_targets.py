@@ -2,6 +2,8 @@
 
 import itertools
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -164,7 +166,7 @@ def test_x0_error_factor_relates_errors_for_fixed_xt(name):
     _, refs_b = _numpy_refs(sched, t, torch.from_numpy(x0b), torch.from_numpy(epsb))
     for kind in PREDICTION_TYPES:
         k = x0_error_factor(sched, *target_coefficients(sched, kind))
-        assert k.shape == (sched.T + 1,) and k[0] == 0
+        assert k.shape == (sched.T + 1,) and math.isnan(k[0])
         np.testing.assert_allclose(refs[kind] - refs_b[kind],
                                    k[t].numpy()[:, None, None] * (x0.numpy() - x0b),
                                    rtol=1e-7, atol=1e-9, err_msg=kind)
@@ -181,12 +183,12 @@ def test_elbo_weight_matches_closed_forms(sigma):
     c_eps = b ** 2 / (2 * var * (1 - b) * (1 - ab))
     closed = {"eps": c_eps, "x0": c_eps * ab / (1 - ab), "v": c_eps * ab, "mu": 1 / (2 * var)}
     for kind, ref in closed.items():
-        w = elbo_weight(sched, *target_coefficients(sched, kind), sigma=sigma)
-        assert w[0] == 0
+        w = elbo_weight(sched, *target_coefficients(sched, kind), variance=sigma)
+        assert math.isnan(w[0])
         np.testing.assert_allclose(w[1:].numpy(), ref, rtol=1e-10, err_msg=kind)
     # an arbitrary combination y = x0 + eps: k = 1 - sqrt(SNR), weight c_x0 / k^2
     one = torch.ones(201, dtype=D)
-    w = elbo_weight(sched, one, one, sigma=sigma)
+    w = elbo_weight(sched, one, one, variance=sigma)
     np.testing.assert_allclose(w[1:].numpy(), closed["x0"] / (1 - np.sqrt(ab / (1 - ab))) ** 2,
                                rtol=1e-8)
 
@@ -201,8 +203,8 @@ def test_elbo_weight_rejects_multiples_of_xt_and_bad_shapes():
         elbo_weight(sched, torch.ones(7, dtype=D), [1.0] * 7)
     with pytest.raises(ValueError, match="unknown prediction_type"):
         target_coefficients(sched, "score")
-    with pytest.raises(ValueError, match="unknown sigma"):
-        elbo_weight(sched, *target_coefficients(sched, "eps"), sigma="tilde")
+    with pytest.raises(ValueError, match="unknown variance"):
+        elbo_weight(sched, *target_coefficients(sched, "eps"), variance="tilde")
 
 
 def test_error_per_t_exact_cases():

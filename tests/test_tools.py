@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dmlib.tools import pairs, student
+from dmlib.course.tools import pairs, student
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"

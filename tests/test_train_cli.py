@@ -61,7 +61,9 @@ def test_image_loss_and_bad_images(one_thread):
         train_mnist(p, images=torch.zeros(8, 28, 28), progress=False)
     res = train_mnist(p, images=torch.rand(8, 1, 28, 28) * 2 - 1, progress=False)
     assert res.result.steps_done == 1 and res.images_per_s > 0
-    loss_fn = image_loss_fn(p.make_schedule())
+    loss_fn = image_loss_fn(p.spec)
+    with pytest.raises(TypeError, match="DiffusionSpec"):
+        image_loss_fn(p.make_schedule())
     x = torch.rand(4, 1, 28, 28)
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(loss_fn(res.model, x, g1), loss_fn(res.model, (x, None), g2))
@@ -97,3 +99,46 @@ def test_export_run_keeps_the_preset(tmp_path, one_thread):
     assert ck["step"] == 3 and ck["optimizer"] is None and ck["ema"] is None
     assert ck["extra"]["preset"]["schedule"] == "cosine" and ck["extra"]["preset"]["steps"] == 3
     assert torch.equal(_params(load_model(tmp_path / "e.pt")), _params(load_model(run / "train.pt")))
+
+
+def test_v_model_trained_and_sampled_through_the_clis_uses_its_spec(tmp_path, one_thread):
+    """The bug this guards against: a v-model sampled as an eps-model with no error. The spec
+    travels in the exported file, and the sampling CLI must use it."""
+    from dmlib.checkpoint import load_diffusion_model
+    from dmlib.quality import main as quality_main
+    from dmlib.sampling import sample_images
+    from dmlib.spec import DiffusionSpec
+
+    w = tmp_path / "v.pt"
+    assert main(["mnist", "--preset", "quick", "--steps", "4", "--prediction-type", "v",
+                 "--run-dir", str(tmp_path / "run"), "--export", str(w)]) == 0
+    model, spec = load_diffusion_model(w)
+    assert spec == DiffusionSpec("cosine", 1000, "v")
+    assert quality_main(["score", str(w), "--n", "6", "--steps", "5", "--seed", "3",
+                         "--save", str(tmp_path / "s.pt")]) == 0
+    via_cli = torch.load(tmp_path / "s.pt", weights_only=True)
+
+    def direct(prediction_type):
+        x = sample_images(load_model(w), DiffusionSpec("cosine", 1000, prediction_type), 6,
+                          steps=5, generator=torch.Generator().manual_seed(3))
+        return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+    assert torch.equal(via_cli, direct("v"))
+    assert not torch.equal(via_cli, direct("eps"))  # the old behaviour would differ
+    # and the run's own checkpoint carries the spec too (export from the run directory)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "e.pt")]) == 0
+    assert load_diffusion_model(tmp_path / "e.pt")[1] == spec
+
+
+def test_file_without_spec_gets_a_clear_error_naming_the_fix(tmp_path):
+    from dmlib.checkpoint import MissingSpecError, add_spec, load_diffusion_model
+    from dmlib.models import UNet
+    from dmlib.spec import DiffusionSpec
+    from dmlib.train import MNIST_UNET
+
+    old = tmp_path / "old.pt"
+    export_weights(UNet(MNIST_UNET), old, step=1)  # no spec, as before dmlib 0.2
+    with pytest.raises(MissingSpecError, match="add_spec.*DiffusionSpec|Re-export"):
+        load_diffusion_model(old)
+    add_spec(old, DiffusionSpec("linear", 500, "x0"))
+    assert load_diffusion_model(old)[1] == DiffusionSpec("linear", 500, "x0")

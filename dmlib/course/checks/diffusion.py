@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ..schedules import Schedule
+from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check)
 
@@ -28,7 +28,7 @@ def check_q_sample(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, x0, t, eps) -> xt`` against
     x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (shapes: x0, eps (B, ...); t () or (B,)).
     Chapter 3."""
-    from ..forward import q_sample
+    from ...forward import q_sample
 
     ab = lambda s: s.alpha_bar  # noqa: E731
     mistakes = [
@@ -61,7 +61,7 @@ def check_posterior_mean(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, x0, xt, t) -> mean`` of q(x_{t-1} | x_t, x_0):
     sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0 + sqrt(alpha_t)(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t.
     Chapter 4."""
-    from ..posterior import posterior_mean
+    from ...posterior import posterior_mean
 
     def formula(s, x0, xt, t, shift=0, swap=False, alpha_is_bar=False, no_sqrt=False):
         ab, abp = _at(s.alpha_bar, t, x0, shift), _at(s.alpha_bar_prev, t, x0, shift)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from ..schedules import Schedule
+from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check)
 
@@ -50,7 +50,7 @@ def check_q_step(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, x_prev, t, eps) -> x_t``, one step of the forward process:
     x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps (shapes: x_prev, eps (B, ...);
     t () or (B,)). Chapter 3, exercise 3.1."""
-    from ..forward import q_step
+    from ...forward import q_step
 
     mistakes = [
         Mistake("your noise is scaled by beta_t ** (1/4): that is what you get when the "
@@ -116,7 +116,7 @@ def check_prior_kl(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, x0) -> KL( q(x_T | x_0) || N(0, I) )`` per example, in nats,
     summed over all non-batch dimensions: shapes x0 (B, ...) -> (B,), with
     q(x_T | x_0) = N(sqrt(alpha_bar_T) x0, (1 - alpha_bar_T) I). Chapter 3, exercise 3.3."""
-    from ..losses import prior_kl
+    from ...losses import prior_kl
 
     mistakes = [
         Mistake("the variance of q(x_T|x_0) in your KL is sqrt(1 - alpha_bar_T): that is the "
@@ -166,7 +166,7 @@ def check_cosine_alpha_bar(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(T, s) -> alpha_bar`` of shape (T + 1,), t = 0..T, with
     alpha_bar_t = f(t) / f(0) and f(t) = cos^2(pi/2 (t/T + s) / (1 + s)) (unclipped).
     Chapter 3, exercise 3.4."""
-    from ..schedules import cosine_alpha_bar
+    from ...schedules import cosine_alpha_bar
 
     cases = [Case((10, 0.008), "T = 10, s = 0.008"), Case((1000, 0.008), "T = 1000, s = 0.008"),
              Case((50, 0.1), "T = 50, s = 0.1")]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schedules import Schedule
+from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check)
 from .toy2d import _ALPHA_NOT_BAR, toy_eps_model
@@ -80,7 +80,7 @@ def _run_train_step(fn: Callable) -> Callable:
 
 
 def _reference_train_step(model, opt, s, x0, t, e) -> float:
-    from ..losses import diffusion_loss
+    from ...losses import diffusion_loss
 
     opt.zero_grad()
     loss = diffusion_loss(model, s, x0, "eps", t=t, eps=e)
@@ -196,8 +196,8 @@ def _respaced_formula(s, taus, xt, k, z, idx=0, model_at="tau", prev="tau", sche
 
 
 def _respaced_reference(m, s, taus, xt, k, z):
-    from ..respacing import RespacedModel, respace
-    from ..sampling import p_mean_var
+    from ...respacing import RespacedModel, respace
+    from ...sampling import p_mean_var
 
     sched, kept = respace(s, taus.numel())
     assert torch.equal(kept, taus), "the cases use respaced_timesteps(T, S)"
@@ -228,7 +228,7 @@ def check_respaced_step(fn: Callable, verbose: bool = True) -> CheckResult:
     with the model called at the original time tau_k as a long (B,) tensor. ``xt``, ``z``
     (B, 1, H, W). Chapter 7.
     """
-    from ..respacing import respaced_timesteps
+    from ...respacing import respaced_timesteps
 
     lin = Schedule.linear(1000)
     cos = Schedule.cosine(50)
@@ -352,7 +352,7 @@ def check_frechet_distance(fn: Callable, verbose: bool = True) -> CheckResult:
     with mu the mean over the rows and S the unbiased (divide by N - 1) covariance (D, D).
     Chapter 7.
     """
-    from ..quality import frechet_distance
+    from ...quality import frechet_distance
 
     same = _feats(50, 4, 740)
     cases = [

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m dmlib.grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--quick | --full]
+    python -m dmlib.course.grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--quick | --full]
 
 **Layout.** One folder per student, holding that student's notebooks under the chapter's
 file name (the name of the reference chapter in ``chapters/``)::
@@ -65,7 +65,7 @@ import nbformat
 
 from .tools.pairs import KERNEL_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
 DEFAULT_OUT = Path("build") / "grades"
 DEFAULT_TIMEOUT = 600
@@ -402,7 +402,7 @@ def grade(submissions: Path, out: Path = DEFAULT_OUT, timeout: float = DEFAULT_T
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dmlib.grade", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dmlib.course.grade", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("submissions", type=Path, help="folder of <student>/<chapter>.ipynb")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,

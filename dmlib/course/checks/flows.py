@@ -31,7 +31,7 @@ def _time_dependent_field(seed: int, d: int) -> Callable:
 def check_euler_step(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(f, z, t, dt) -> z_next`` against z + dt * f(z, t) (z: (B, d); t, dt floats).
     Chapter 2."""
-    from ..ode import euler_step
+    from ...ode import euler_step
 
     cases = [
         Case((_time_dependent_field(0, 2), _x((5, 2), 2), 0.3, 0.1),
@@ -71,7 +71,7 @@ def _log_scale_net(seed: int, d: int) -> Callable:
 def check_coupling_log_det(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(z, mask, log_scale_fn) -> log_det`` (B,) against
     sum_j (1 - m_j) s_j(m * z), for z (B, d), mask (d,) of 0/1, s: (B, d) -> (B, d). Chapter 2."""
-    from ..flows import coupling_log_det
+    from ...flows import coupling_log_det
 
     m2 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     m4 = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
@@ -122,7 +122,7 @@ def _vjp(seed: int, b: int, d: int) -> Callable:
 def check_hutchinson(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(vjp, eps) -> estimate`` (B,) against (1/K) sum_k eps_k . vjp(eps_k), with
     ``vjp(v) = v^T J`` (B, d) -> (B, d) and probes ``eps`` (K, B, d). Chapter 2."""
-    from ..cnf import draw_probes, hutchinson_trace
+    from ...cnf import draw_probes, hutchinson_trace
 
     def probes(shape, kind, seed):
         return draw_probes(shape, kind, torch.Generator().manual_seed(seed), torch.float64)

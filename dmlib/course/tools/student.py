@@ -12,7 +12,7 @@ The student version replaces each fenced block by ``raise NotImplementedError()`
 same indentation, clears all outputs, and adds nbgrader cell metadata (solution cells
 editable, check cells read-only) so the files also work with nbgrader. Usage::
 
-    python -m dmlib.tools.student chapters build/student
+    python -m dmlib.course.tools.student chapters build/student
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def build(src: Path, dst: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dmlib.tools.student", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dmlib.course.tools.student", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)

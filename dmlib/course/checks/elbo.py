@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..schedules import Schedule
+from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check)
 

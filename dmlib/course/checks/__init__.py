@@ -1,7 +1,7 @@
 """Exercise checks: run a student's function against dmlib's reference and give a hint.
 
 Every exercise in a chapter is followed by a call such as
-``dmlib.checks.check_q_sample(q_sample)``. A check runs the function on seeded inputs
+``dmlib.course.checks.check_q_sample(q_sample)``. A check runs the function on seeded inputs
 (several shapes, scalar and per-example ``t``, first and last timesteps), compares with the
 reference, and prints one line:
 

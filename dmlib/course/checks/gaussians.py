@@ -96,7 +96,7 @@ def check_sum_params(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(mu_x, var_x, mu_y, var_y, a, b) -> (mean, var)`` of a x + b y for
     independent x ~ N(mu_x, var_x), y ~ N(mu_y, var_y):
     mean = a mu_x + b mu_y, var = a^2 var_x + b^2 var_y. Chapter 1, exercise 1.1."""
-    from ..gaussians import gaussian_sum
+    from ...gaussians import gaussian_sum
 
     def ref(mx, vx, my, vy, a, b):
         return torch.stack(torch.broadcast_tensors(*gaussian_sum(a * mx, a ** 2 * vx,
@@ -154,7 +154,7 @@ def check_kl_gaussian(fn: Callable, verbose: bool = True) -> CheckResult:
                 "wrong (see the Erratum) and ignores the variances",
                 lambda m1, v1, m2, v2: (m1 - m2) ** 2 / 2 - 0.5),
     ]
-    from ..gaussians import normal_kl
+    from ...gaussians import normal_kl
 
     spec = Spec("check_kl_gaussian", normal_kl, _kl_cases(), mistakes, atol=1e-8, rtol=1e-6,
                 broadcast_hint="use elementwise torch operations so that tensors of different "
@@ -225,7 +225,7 @@ def check_product_mean_var(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(mu1, var1, mu2, var2) -> (mean, var)`` of the normalised product
     N(x; mu1, var1) N(x; mu2, var2) / Z: 1/var = 1/var1 + 1/var2,
     mean = var (mu1/var1 + mu2/var2). Elementwise. Chapter 1, exercise 1.4."""
-    from ..gaussians import gaussian_product
+    from ...gaussians import gaussian_product
 
     spec = Spec("check_product_mean_var", lambda *a: torch.stack(gaussian_product(*a)[:2]),
                 _product_cases(), _product_mistakes(),
@@ -291,7 +291,7 @@ def check_kl_monte_carlo(fn: Callable, verbose: bool = True) -> CheckResult:
                 "estimate from the given eps (it differs from the closed form by a few "
                 "standard errors)", lambda m1, v1, m2, v2, eps: _kl(m1, v1, m2, v2)),
     ]
-    from ..gaussians import normal_kl_monte_carlo
+    from ...gaussians import normal_kl_monte_carlo
 
     spec = Spec("check_kl_monte_carlo", lambda *a: normal_kl_monte_carlo(*a)[0], _mc_cases(), mistakes,
                 atol=1e-7, rtol=1e-6,

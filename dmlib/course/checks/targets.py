@@ -38,7 +38,7 @@ def check_x0_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, xt, eps, t) -> x0`` against
     x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
     (shapes: xt, eps (B, ...); t () or (B,)). Chapter 5."""
-    from ..targets import x0_from_eps
+    from ...targets import x0_from_eps
 
     def formula(s, xt, e, t, shift=0, alpha=False, sqrt_num=True, sqrt_den=True, sign=-1.0,
                 divide=True):
@@ -73,7 +73,7 @@ def check_mu_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, xt, eps, t) -> mu`` against the lecture's
     x~_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps)
     (shapes: xt, eps (B, ...); t () or (B,)). Chapter 5."""
-    from ..posterior import posterior_mean_from_eps
+    from ...posterior import posterior_mean_from_eps
 
     def formula(s, xt, e, t, shift=0, pre_bar=False, den_single=False, sqrt_den=True,
                 sqrt_pre=True, sign=-1.0):
@@ -115,7 +115,7 @@ def check_v(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check ``fn(schedule, x0, eps, t) -> v`` against
     v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0
     (shapes: x0, eps (B, ...); t () or (B,)). Chapter 5."""
-    from ..targets import v_from_x0_eps
+    from ...targets import v_from_x0_eps
 
     def formula(s, x0, e, t, shift=0, alpha=False, sqrt=True, swap=False, sign=1.0):
         ab = _at(s.alphas if alpha else s.alpha_bar, t, x0, shift)

@@ -3,10 +3,10 @@
 The ``.py`` is the source one edits; the ``.ipynb`` carries the same inputs plus the
 outputs of a full run. Commands::
 
-    python -m dmlib.tools.pairs check   chapters   # fail (naming the file) if a pair differs
-    python -m dmlib.tools.pairs sync    chapters   # write each .py's inputs into its .ipynb
-    python -m dmlib.tools.pairs execute chapters [NAME ...]   # full-mode run, outputs stored
-    python -m dmlib.tools.pairs time    chapters   # time each chapter in quick and full mode
+    python -m dmlib.course.tools.pairs check   chapters   # fail (naming the file) if a pair differs
+    python -m dmlib.course.tools.pairs sync    chapters   # write each .py's inputs into its .ipynb
+    python -m dmlib.course.tools.pairs execute chapters [NAME ...]   # full-mode run, outputs stored
+    python -m dmlib.course.tools.pairs time    chapters   # time each chapter in quick and full mode
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import nbformat
 
 KERNEL_NAME = "dmlib-course"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python (diffusion course)", "language": "python"}
-TIMINGS = Path(__file__).resolve().parents[2] / "bench" / "results" / "chapter_times.json"
+TIMINGS = Path(__file__).resolve().parents[3] / "bench" / "results" / "chapter_times.json"
 
 
 def chapter_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -140,7 +140,7 @@ def _record_time(name: str, key: str, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dmlib.tools.pairs", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dmlib.course.tools.pairs", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["check", "sync", "execute", "time"])
     ap.add_argument("folder", type=Path)

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..schedules import Schedule
+from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check)
 
@@ -71,7 +71,7 @@ def check_simple_loss(fn: Callable, verbose: bool = True) -> CheckResult:
 
     with ``t`` a long tensor (B,) and ``eps`` like ``x0`` (B, ...). Chapter 6.
     """
-    from ..losses import diffusion_loss
+    from ...losses import diffusion_loss
 
     lin, cos = _schedules()
     cases = [
@@ -133,7 +133,7 @@ def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
     ``t`` is an int (one timestep for the batch); the model is called with a long (B,)
     tensor. ``xt``, ``z`` (B, ...). Chapter 6.
     """
-    from ..sampling import p_mean_var
+    from ...sampling import p_mean_var
 
     def reference(m, s, xt, t, z):
         tb = torch.full((xt.shape[0],), t, dtype=torch.long)
@@ -181,7 +181,7 @@ def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
 # Exercise 6.3: one KL term L_{t-1} of the negative ELBO
 def _kl_formula(s, x0, xt, t, shift=0, const=True, sigma="var", var="beta", half=True,
                 reverse=False, reduce="sum"):
-    from ..posterior import posterior_mean
+    from ...posterior import posterior_mean
 
     tb = _batch_t(t, x0)
     eps = toy_eps_model(xt, tb)
@@ -212,9 +212,9 @@ def check_kl_term(fn: Callable, verbose: bool = True) -> CheckResult:
     with sigma_t^2 = beta_t and mu_theta = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t)
     eps_theta). ``t`` a long (B,) tensor in 2..T. Chapter 6 (the bound of chapter 4).
     """
-    from ..gaussians import normal_kl
-    from ..posterior import posterior_mean_var
-    from ..targets import convert
+    from ...gaussians import normal_kl
+    from ...posterior import posterior_mean_var
+    from ...targets import convert
 
     def reference(m, s, x0, xt, t):
         mu_q, var_q, _ = posterior_mean_var(s, x0, xt, t)

@@ -1,5 +1,0 @@
-"""Course tooling (not lesson material): jupytext pairs, student builds.
-
-``python -m dmlib.tools.pairs {check,sync,execute} chapters`` and
-``python -m dmlib.tools.student chapters build/student``; the Makefile calls them.
-"""
