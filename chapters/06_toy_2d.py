@@ -682,7 +682,7 @@ for K in [5, 10]:
 # Both end at $T$; they differ in where the few steps are spent. Lin et al. (2024, "Common
 # diffusion noise schedules and sample steps are flawed") found the trailing rule better at
 # few steps, which is why dmlib (and chapter 7) use it.
-#
+
 # %% [markdown]
 # The options are computed once here, so the widget below only redraws. First the static
 # version: the final samples for each number of steps and variance, on the 8 Gaussians:

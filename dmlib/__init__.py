@@ -39,7 +39,7 @@ module                what it holds                                          cha
 ``seeding``           ``seed_everything``                                     all
 ====================  =====================================================  =======
 
-**The course machinery** (``dmlib.course``): ``course.checks`` (exercise checks with hints,
+**The course machinery** (``course``, i.e. ``dmlib.course``): ``course.checks`` (exercise checks with hints,
 one submodule a chapter; chapters write ``from dmlib import checks``), ``course.grade`` (the
 autograder, ``make grade``) and ``course.tools`` (jupytext pairs, student versions).
 

@@ -110,11 +110,11 @@ def x0_eps_from_v(schedule: Schedule, xt: torch.Tensor, v: torch.Tensor,
 
 def x0_from_mu(schedule: Schedule, xt: torch.Tensor, mu: torch.Tensor,
                t: int | torch.Tensor) -> torch.Tensor:
-    """Invert the posterior mean (chapter 5, C5.1): mu = coef_x0 x_0 + coef_xt x_t, so
+    """Invert the posterior mean (chapter 5, C5.1): mu = coef_x0 x_0 + coef_xt x_t
+    (``dmlib.posterior.posterior_mean``; the coefficients are the schedule's
+    ``posterior_mean_coef_x0`` / ``_xt``), so
 
-        x_0 = (mu - coef_xt(t) x_t) / coef_x0(t),
-        coef_x0 = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t),
-        coef_xt = sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t).
+        x_0 = (mu - coef_xt(t) x_t) / coef_x0(t).
 
     Shapes: ``xt``, ``mu`` (B, ...); returns (B, ...). t in 1..T (at t = 1, mu = x_0).
     """

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dmlib import grade
+from dmlib.course import grade
 from dmlib.course.tools import student
 
 ROOT = Path(__file__).resolve().parents[1]
