@@ -24,7 +24,7 @@ def _time_dependent_field(seed: int, d: int) -> Callable:
     A, b = _x((d, d), seed), _x((d,), seed + 1)
 
     def f(z: torch.Tensor, t: float) -> torch.Tensor:
-        return z @ A.T * math.cos(3 * t) + b * t
+        return z @ A.to(z.dtype).T * math.cos(3 * t) + b.to(z.dtype) * t
     return f
 
 
@@ -64,7 +64,7 @@ def _log_scale_net(seed: int, d: int) -> Callable:
     W1, W2 = _x((8, d), seed), _x((d, 8), seed + 1)
 
     def s(h: torch.Tensor) -> torch.Tensor:
-        return 0.5 * torch.tanh(h @ W1.T) @ W2.T + 0.1
+        return 0.5 * torch.tanh(h @ W1.to(h.dtype).T) @ W2.to(h.dtype).T + 0.1
     return s
 
 
@@ -115,7 +115,7 @@ def _vjp(seed: int, b: int, d: int) -> Callable:
     J = _x((b, d, d), seed)
 
     def vjp(v: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bi,bij->bj", v, J)
+        return torch.einsum("bi,bij->bj", v, J.to(v.dtype))
     return vjp
 
 
