@@ -408,8 +408,7 @@ def _evaluate(fn: Callable, spec: Spec, out: _CappedStream) -> CheckResult:
                     continue
         err = (got.double() - expected.double()).abs().max().item()
         scale = max(expected.double().abs().max().item(), 1e-12)
-        low = torch.float32 in (got.dtype, expected.dtype) or _has32(case.args)
-        if err / scale < ROUNDOFF_REL and (low or err / scale < 1e-5):
+        if err / scale < ROUNDOFF_REL:
             return CheckResult(spec.name, FAIL, f"on {case.desc}: float32 round-off? your "
                                f"values agree with the reference to {err / scale:.1g} "
                                f"(relative; max abs error {_fmt_err(err)}), about the "
@@ -422,10 +421,6 @@ def _evaluate(fn: Callable, spec: Spec, out: _CappedStream) -> CheckResult:
                            "term" + dtype_tail, i)
     n = len(cases)
     return CheckResult(spec.name, PASS, f"all {n} cases agree with the reference", n)
-
-
-def _has32(args: tuple) -> bool:
-    return any(isinstance(a, torch.Tensor) and a.dtype == torch.float32 for a in args)
 
 
 def _dtype_hint(expected: torch.dtype) -> str:

@@ -21,6 +21,8 @@ def _q_sample_cases() -> list[Case]:
         Case((cos, _x((3, 1, 6, 6), 2), _t([50, 1, 25]), _x((3, 1, 6, 6), 3)),
              "images of shape (3, 1, 6, 6) with t = [50, 1, 25] (cosine, T=50)"),
         Case((lin, _x((5, 2), 4), 300, _x((5, 2), 5)), "x0 of shape (5, 2) with the int t = 300"),
+        Case((lin, _x((3, 5, 2), 6), _t([1, 1000, 37]), _x((3, 5, 2), 7)),
+             "x0 of shape (3, 5, 2) with t = [1, 1000, 37]"),
     ]
 
 
@@ -77,7 +79,9 @@ def check_posterior_mean(fn: Callable, verbose: bool = True) -> CheckResult:
              f"x of shape (4, 2), t = [2, 3, {s.T // 2}, {s.T}] ({s.name}, T={s.T})")
         for k, s in enumerate(_schedules())
     ] + [Case((Schedule.linear(1000), _x((2, 1, 5, 5), 30), _x((2, 1, 5, 5), 31), 700),
-              "images of shape (2, 1, 5, 5) with the int t = 700")]
+              "images of shape (2, 1, 5, 5) with the int t = 700"),
+          Case((Schedule.linear(1000), _x((3, 5, 2), 32), _x((3, 5, 2), 33), _t([1, 1000, 37])),
+               "x of shape (3, 5, 2) with t = [1, 1000, 37] (t = 1: alpha_bar_0 = 1)")]
     mistakes = [
         Mistake(_OFF_BY_ONE, lambda *a: formula(*a, shift=-1)),
         Mistake(_OFF_BY_ONE, lambda *a: formula(*a, shift=1)),

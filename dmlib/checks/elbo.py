@@ -85,7 +85,7 @@ def _kl_cases() -> list[Case]:
     lin = Schedule.linear(1000)
     cases = []
     for k, (shape, t) in enumerate([((4, 2), [2, 10, 500, 1000]), ((3, 1, 5, 5), [3, 200, 900]),
-                                    ((5, 3), [2, 2, 50, 600, 999])]):
+                                    ((5, 3), [2, 2, 50, 600, 999]), ((3, 5, 2), [1, 1000, 37])]):
         mu_tilde = _x(shape, 40 + k)
         mu_theta = mu_tilde + 0.1 * _x(shape, 50 + k)
         var = lin.posterior_variance[_t(t)] if k == 1 else lin.betas[_t(t)]
@@ -150,6 +150,8 @@ def check_gaussian_denoiser(fn: Callable, verbose: bool = True) -> CheckResult:
         Case((lin, _x((5, 2), 62), 300, 0.0, 0.25), "the int t = 300, data N(0, 0.25)"),
         Case((lin, _x((2, 3), 63), _t([1, 1000]), 0.2, 1.5),
              "t = [1, 1000], the first and last steps, data N(0.2, 1.5)"),
+        Case((lin, _x((3, 5, 2), 64), _t([1, 1000, 37]), 0.3, 0.7),
+             "x_t of shape (3, 5, 2) with t = [1, 1000, 37], data N(0.3, 0.7)"),
     ]
     mistakes = [
         Mistake(_OFF_BY_ONE, lambda *a: _denoiser(*a, shift=-1)),

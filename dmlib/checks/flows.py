@@ -40,6 +40,8 @@ def check_euler_step(fn: Callable, verbose: bool = True) -> CheckResult:
              "z of shape (4, 3), t = 0, dt = 0.25"),
         Case((_time_dependent_field(5, 2), _x((6, 2), 6), 1.0, -0.2),
              "z of shape (6, 2), t = 1, dt = -0.2 (integrating backwards in time)"),
+        Case((_time_dependent_field(7, 2), _x((2, 3, 2), 8), 0.5, 0.05),
+             "z of shape (2, 3, 2) (a batch of point sets), t = 0.5, dt = 0.05"),
     ]
     mistakes = [
         Mistake("dt is missing: the step moves z by the velocity f(z, t) times the step "

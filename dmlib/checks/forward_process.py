@@ -34,6 +34,8 @@ def _q_step_cases() -> list[Case]:
              "images of shape (3, 1, 6, 6) with t = [50, 2, 25] (cosine, T=50)"),
         Case((lin, _x((5, 2), 304), 700, _x((5, 2), 305)),
              "x_prev of shape (5, 2) with the int t = 700"),
+        Case((lin, _x((3, 5, 2), 306), _t([1, 1000, 37]), _x((3, 5, 2), 307)),
+             "x_prev of shape (3, 5, 2) with t = [1, 1000, 37]"),
     ]
 
 
@@ -93,6 +95,7 @@ def _prior_kl_cases() -> list[Case]:
              "images of shape (3, 1, 6, 6), a linear schedule with T = 10 (alpha_bar_T ~ 0.9)"),
         Case((mid, 2 * _x((5, 3), 312)),
              "x0 of shape (5, 3), a linear schedule with T = 50 and beta_T = 0.05"),
+        Case((short, _x((3, 5, 2), 313)), "x0 of shape (3, 5, 2), the linear schedule with T = 10"),
     ]
 
 

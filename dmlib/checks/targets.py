@@ -29,6 +29,8 @@ def _cases(kind: str) -> list[Case]:
              f"images of shape (3, 1, 5, 5) with t = [50, 1, 25] (cosine, T=50)"),
         Case((lin, _x((5, 2), 44), _x((5, 2), 45), 300),
              f"{kind} of shape (5, 2) with the int t = 300"),
+        Case((lin, _x((3, 5, 2), 46), _x((3, 5, 2), 47), _t([1, 1000, 37])),
+             f"{kind} of shape (3, 5, 2) with t = [1, 1000, 37] (linear, T=1000)"),
     ]
 
 
