@@ -54,6 +54,19 @@ def check_euler_step(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("you returned the increment dt f(z, t) only; the new state starts from z",
                 lambda f, z, t, dt: dt * f(z, t)),
         Mistake("dt is squared (or applied twice)", lambda f, z, t, dt: z + dt ** 2 * f(z, t)),
+        Mistake("that is Heun's method (the average of the slopes at the start and at a "
+                "predicted end point); this exercise is one explicit Euler step, with the single "
+                "slope f(z, t)", lambda f, z, t, dt: z + dt / 2 * (f(z, t) + f(z + dt * f(z, t), t + dt))),
+        Mistake("that is the midpoint method (the slope at z + dt/2 f(z, t), t + dt/2); this "
+                "exercise is one explicit Euler step, with the single slope f(z, t)",
+                lambda f, z, t, dt: z + dt * f(z + dt / 2 * f(z, t), t + dt / 2)),
+        Mistake("the slope is taken at a predicted end point (z + dt f(z, t), t + dt): explicit "
+                "Euler uses the slope at the start, f(z, t)",
+                lambda f, z, t, dt: z + dt * f(z + dt * f(z, t), t + dt)),
+        Mistake("f is called with the step size dt as its time argument: pass the current "
+                "time t", lambda f, z, t, dt: z + dt * f(z, dt)),
+        Mistake("f is evaluated at z + dt (dt added to the state): the slope is f(z, t), at the "
+                "current state", lambda f, z, t, dt: z + dt * f(z + dt, t)),
     ]
     spec = Spec("check_euler_step", lambda f, z, t, dt: euler_step(f, z, t, dt), cases, mistakes)
     return run_check(fn, spec, verbose)
@@ -147,6 +160,13 @@ def check_hutchinson(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda vjp, e: (vjp(e[0]) * e[0]).sum(-1)),
         Mistake("eps^T eps does not involve J: the vector-Jacobian product is missing",
                 lambda vjp, e: (e * e).sum(-1).mean(0)),
+        Mistake("eps_k^T J eps_k is a dot product: SUM over the d coordinates (only the K "
+                "probes are averaged)",
+                lambda vjp, e: torch.stack([(vjp(k) * k).mean(-1) for k in e]).mean(0)),
+        Mistake("each probe's product eps_k^T J is dotted with the same probe eps_k, not with "
+                "another one", lambda vjp, e: torch.stack([(vjp(k) * e[-1]).sum(-1) for k in e]).mean(0)),
+        Mistake("each probe's product eps_k^T J is dotted with the same probe eps_k, not with "
+                "another one", lambda vjp, e: torch.stack([(vjp(k) * e[0]).sum(-1) for k in e]).mean(0)),
     ]
     spec = Spec("check_hutchinson", lambda vjp, e: hutchinson_trace(vjp, e), cases, mistakes,
                 broadcast_hint="eps has shape (K, B, d): loop over (or vectorise across) the "

@@ -21,7 +21,7 @@ from torch import nn
 from ..schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
                     _x, run_check, wraps)
-from .toy2d import _ALPHA_NOT_BAR, toy_eps_model
+from .toy2d import _ALPHA_NOT_BAR, _MODEL_T, toy_eps_model
 
 __all__: list[str] = ["check_image_train_step", "check_respaced_step", "check_frechet_distance"]
 
@@ -91,10 +91,10 @@ def _reference_train_step(model, opt, s, x0, t, e) -> float:
 
 
 def _image_loss(model, s, x0, t, e, shift=0, alpha=False, no_sqrt=False, feed_x0=False,
-                target="eps", reduce="mean", power=2):
+                target="eps", reduce="mean", power=2, model_shift=0):
     a = _at(s.alphas if alpha else s.alpha_bar, t, x0, shift)
     xt = a.sqrt() * x0 + ((1 - a) if no_sqrt else (1 - a).sqrt()) * e
-    pred = model(x0 if feed_x0 else xt, t)
+    pred = model(x0 if feed_x0 else xt, t + model_shift)
     err = ({"eps": e, "x0": x0}[target] - pred).abs() ** power
     if reduce == "mean":
         return err.mean()
@@ -166,6 +166,8 @@ def check_image_train_step(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake(mean_hint, lambda *c: W(*c, reduce="sum_dims")),
         Mistake("the error is not squared: the loss is the mean SQUARED error",
                 lambda *c: W(*c, power=1)),
+        Mistake(_MODEL_T, lambda *c: W(*c, model_shift=-1)),
+        Mistake(_MODEL_T, lambda *c: W(*c, model_shift=1)),
     ]
     spec = Spec("check_image_train_step", _run_train_step(_reference_train_step), cases,
                 mistakes, broadcast_hint=_BROADCAST,
