@@ -723,3 +723,109 @@ W(FD, "rows as variables", lambda a, b: _fd(a, b, rows=True))
 W(FD, "complex sqrtm", lambda a, b: (lambda ca, cb: complex(((a.mean(0) - b.mean(0)) ** 2).sum().item()
                                                             + np.trace(ca + cb - 2 * __import__("scipy.linalg").linalg.sqrtm(ca @ cb).astype(complex))))(
     np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)))
+
+# ---------------------------------------------------------------------------------------
+# HELD OUT: wrong solutions written after the checks' mistake lists were widened for the ones
+# above, and not used to add mistakes. Their share of specific hints measures how well the
+# lists generalise to mistakes nobody anticipated.
+HELD_OUT: list = []
+
+
+def H(check, label, fn):
+    HELD_OUT.append((check, label, fn))
+
+
+H(A, "reverse cumulative product", lambda b: torch.flip(torch.cumprod(torch.flip(1 - b, [0]), 0), [0]))
+H(A, "betas squared", lambda b: torch.cumprod(1 - b ** 2, 0))
+H(S, "noise variance squared", lambda a: a / (1 - a) ** 2)
+H(S, "square root of the ratio", lambda a: (a / (1 - a)).sqrt())
+H(P, "divide by 127", lambda p: p.float() / 127 - 1)
+H(P, "centre at 128", lambda p: (p.float() - 128) / 128)
+H(SP, "variance of the sum of scaled variances squared", lambda mx, vx, my, vy, a, b: (a * mx + b * my, (a * vx + b * vy) ** 2))
+H(SP, "minus b in the mean", lambda mx, vx, my, vy, a, b: (a * mx - b * my, a ** 2 * vx + b ** 2 * vy))
+H(K, "constant -1", lambda m1, v1, m2, v2: 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2) - 1)
+H(K, "mean difference not squared", lambda m1, v1, m2, v2: 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2)) / v2 - 1))
+H(MC, "eps used as the samples", lambda m1, v1, m2, v2, e: (log_n(e, m1, v1) - log_n(e, m2, v2)).mean())
+H(MC, "no 1/2 on the squares", lambda m1, v1, m2, v2, e: (lambda x: ((-0.5 * torch.log(v1) - (x - m1) ** 2 / v1) - (-0.5 * torch.log(v2) - (x - m2) ** 2 / v2)).mean())(m1 + v1.sqrt() * e))
+H(PR, "product of the variances", lambda m1, v1, m2, v2: ((m1 * v2 + m2 * v1) / (v1 + v2), v1 * v2))
+H(PR, "mean times the sum of variances", lambda m1, v1, m2, v2: ((m1 / v1 + m2 / v2) * (v1 + v2), v1 * v2 / (v1 + v2)))
+H(CL, "abs of s", lambda z, m, s: ((1 - m) * s(m * z)).abs().sum(-1))
+H(CL, "sum over everything", lambda z, m, s: ((1 - m) * s(m * z)).sum())
+H(EU, "half step", lambda f, z, t, dt: z + dt * f(z, t) / 2)
+H(EU, "f at z, t + dt/2", lambda f, z, t, dt: z + dt * f(z, t + dt / 2))
+H(HU, "probes averaged first", lambda vjp, e: (vjp(e.mean(0)) * e.mean(0)).sum(-1))
+H(HU, "squared probe norm times the trace term", lambda vjp, e: torch.stack([(vjp(k) * k).sum(-1) * (k * k).sum(-1) for k in e]).mean(0))
+H(QS, "alpha_bar on x, beta on the noise", lambda s, x, t, e: c(s.alpha_bar, t, x).sqrt() * x + c(s.betas, t, x).sqrt() * e)
+H(QS, "no square roots", lambda s, x, t, e: (1 - c(s.betas, t, x)) * x + c(s.betas, t, x) * e)
+H(Q, "no square roots", lambda s, x0, t, e: c(s.alpha_bar, t, x0) * x0 + (1 - c(s.alpha_bar, t, x0)) * e)
+H(Q, "same coefficient twice", lambda s, x0, t, e: c(s.alpha_bar, t, x0).sqrt() * (x0 + e))
+H(PK, "variance terms dropped", lambda s, x0: _pk(s, x0) - 0.5 * (1 - float(s.alpha_bar[s.T]) - 1))
+H(PK, "log of 1 + var", lambda s, x0: _pk(s, x0, logf=lambda v: math.log(1 + v)))
+H(CO, "normalised by f(T)", lambda T, s: _cos(T, s, norm=False) / _cos(T, s, norm=False)[-1].clamp(min=1e-3))
+H(CO, "T values", lambda T, s: _cos(T, s, n=T))
+H(PM, "sqrt(alpha_bar_t) in coef_x0", lambda s, x0, xt, t: (lambda ab, abp, b, a: ab.sqrt() * b / (1 - ab) * x0 + a.sqrt() * (1 - abp) / (1 - ab) * xt)(*cols(s, t, x0)))
+H(PM, "1 - alpha_bar_t on top of coef_xt", lambda s, x0, xt, t: (lambda ab, abp, b, a: abp.sqrt() * b / (1 - ab) * x0 + a.sqrt() * (1 - ab) / (1 - ab) * xt)(*cols(s, t, x0)))
+H(PV, "alpha_t instead of beta_t", lambda s, t: (1 - _g(s.alpha_bar_prev, t)) / (1 - _g(s.alpha_bar, t)) * _g(s.alphas, t))
+H(PV, "ratio of alpha_bars", lambda s, t: _g(s.alpha_bar_prev, t) / _g(s.alpha_bar, t) * _g(s.betas, t))
+H(EV, "operator precedence: / 2 * v", lambda a, b, v: _sqd(a, b).sum(1) / 2 * v)
+H(EV, "var per dimension not broadcast", lambda a, b, v: (_sqd(a, b) / (2 * v)).sum(1))
+H(GD, "operator precedence: - a m outside", lambda s, xt, t, m, v: (lambda ab: m + ab.sqrt() * v / (ab * v + 1 - ab) * xt - ab.sqrt() * m)(c(s.alpha_bar, t, xt)))
+H(GD, "var as a standard deviation", lambda s, xt, t, m, v: _gd(s, xt, t, m, v ** 2))
+H(X0, "noise term not divided", lambda s, xt, e, t: xt / c(s.alpha_bar, t, xt).sqrt() - (1 - c(s.alpha_bar, t, xt)).sqrt() * e)
+H(X0, "1 - alpha_bar under one root only", lambda s, xt, e, t: (xt - (1 - c(s.alpha_bar, t, xt).sqrt()) * e) / c(s.alpha_bar, t, xt).sqrt())
+H(MU, "prefactor multiplies", lambda s, xt, e, t: (xt - c(s.betas, t, xt) / (1 - c(s.alpha_bar, t, xt)).sqrt() * e) * c(s.alphas, t, xt).sqrt())
+H(MU, "operator precedence: prefactor on eps only", lambda s, xt, e, t: xt - c(s.betas, t, xt) / (1 - c(s.alpha_bar, t, xt)).sqrt() * e / c(s.alphas, t, xt).sqrt())
+H(V, "arccos of alpha_bar", lambda s, x0, e, t: (lambda phi: torch.cos(phi) * e - torch.sin(phi) * x0)(torch.arccos(c(s.alpha_bar, t, x0))))
+H(V, "eps minus x0", lambda s, x0, e, t: e - x0)
+H(SL, "mean over the batch, sum over dims", lambda m, s, x0, t, e: ((e - m(c(s.alpha_bar, t, x0).sqrt() * x0 + (1 - c(s.alpha_bar, t, x0)).sqrt() * e, t)) ** 2).mean(0).sum())
+H(SL, "per-example losses", lambda m, s, x0, t, e: ((e - m(c(s.alpha_bar, t, x0).sqrt() * x0 + (1 - c(s.alpha_bar, t, x0)).sqrt() * e, t)) ** 2).mean(1))
+H(AS, "no noise at t = T instead of t = 1", lambda m, s, xt, t, z: _as(m, s, xt, t, z, last=True) - (math.sqrt(float(s.betas[t])) * z if t == s.T else 0))
+H(AS, "sqrt(1 - alpha_bar) as sigma", lambda m, s, xt, t, z: _as(m, s, xt, t, z) + ((math.sqrt(1 - float(s.alpha_bar[t])) - math.sqrt(float(s.betas[t]))) * z if t > 1 else 0))
+H(KT, "KL summed over the batch", lambda *a: _kt(*a).sum())
+H(KT, "difference of means not squared", lambda m, s, x0, xt, t: (lambda d: (d.abs() / (2 * s.extract(s.betas, t, xt))).flatten(1).sum(1))(
+    s.extract(s.posterior_mean_coef_x0, t, xt) * x0 + s.extract(s.posterior_mean_coef_xt, t, xt) * xt - (xt - s.extract(s.betas, t, xt) / s.extract(s.sqrt_one_minus_alpha_bar, t, xt) * m(xt, t)) / s.extract(s.alphas, t, xt).sqrt())
+    + _kt(m, s, x0, xt, t) - _kt(m, s, x0, xt, t, const=False))
+
+
+def _ts_order(model, opt, s, x0, t, e):
+    opt.zero_grad()
+    ab = c(s.alpha_bar, t, x0)
+    loss = ((e - model(ab.sqrt() * x0 + (1 - ab).sqrt() * e, t)) ** 2).mean()
+    opt.step()
+    loss.backward()
+    return loss.item()
+
+
+H(TS, "step before backward", _ts_order)
+H(TS, "target x_t", lambda *a: _ts_xt(*a))
+H(RS, "noise sqrt(1 - alpha_bar')", lambda m, s, taus, xt, k, z: _rs(m, s, taus, xt, k, z) + ((math.sqrt(1 - float(s.alpha_bar[int(taus[k - 1])])) - math.sqrt(1 - float(s.alpha_bar[int(taus[k - 1])]) / float(s.alpha_bar[int(taus[k - 2])]))) * z if k > 1 else 0))
+H(RS, "alpha'_k from the original alphas", lambda *a: _rs_alpha(*a))
+H(FD, "square root outside the trace", lambda a, b: (lambda ca, cb: ((a.mean(0) - b.mean(0)) ** 2).sum() + torch.trace(ca + cb) - 2 * torch.trace(ca @ cb).sqrt())(torch.cov(a.T), torch.cov(b.T)))
+H(FD, "covariances of the concatenation", lambda a, b: _fd_concat(a, b))
+
+
+def _ts_xt(model, opt, s, x0, t, e):
+    opt.zero_grad()
+    ab = c(s.alpha_bar, t, x0)
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * e
+    loss = ((xt - model(xt, t)) ** 2).mean()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def _rs_alpha(m, s, taus, xt, k, z):
+    tau = int(taus[k - 1])
+    tp = int(taus[k - 2]) if k > 1 else 0
+    ab, abp = float(s.alpha_bar[tau]), float(s.alpha_bar[tp])
+    b = 1 - ab / abp
+    eps = m(xt, torch.full((xt.shape[0],), tau, dtype=torch.long))
+    mean = (xt - b / math.sqrt(1 - ab) * eps) / math.sqrt(float(s.alphas[tau]))
+    return mean if k == 1 else mean + math.sqrt(b) * z
+
+
+def _fd_concat(a, b):
+    both = torch.cat([a, b])
+    cov = torch.cov(both.T)
+    r = _sqrtm_psd(cov)
+    return ((a.mean(0) - b.mean(0)) ** 2).sum() + 2 * torch.trace(cov) - 2 * torch.trace(_sqrtm_psd(r @ cov @ r))

@@ -1,14 +1,20 @@
-"""Every check against a corpus of student solutions (tests/checks_corpus.py): all wrong
-ones are caught, at least 90% of them with a specific hint (not the generic "values
-differ"), and every right one passes. The measured shares are printed (run with -s) and
-written in docs/teaching.md."""
+"""Every check against a corpus of student solutions (tests/checks_corpus.py), written from
+the exercise statements: all wrong ones are caught, and the share that gets a specific hint
+(anything but the generic "values differ ... re-read the equation" or "round-off?") is
+measured on two lists:
 
-from collections import Counter
+* WRONG (the development list): the checks' mistake lists were widened after a first run
+  on it, so its share says how well the checks name the mistakes they know (target: 90%);
+* HELD_OUT, written afterwards and never used to add mistakes: its share says how the
+  hints generalise to mistakes nobody listed (named mistakes, or where the error is).
+
+The shares are printed (run pytest with -s, or see the captured output) and quoted in
+docs/teaching.md. Every RIGHT solution must pass."""
 
 import pytest
 
 from dmlib import checks
-from checks_corpus import RIGHT, WRONG
+from checks_corpus import HELD_OUT, RIGHT, WRONG
 
 
 def _specific(r) -> bool:
@@ -25,20 +31,27 @@ def test_right_solutions_pass(name, label, fn):
     assert r.passed, f"{label}: {r.message}"
 
 
-def test_wrong_solutions_are_caught_with_specific_hints(capsys):
-    results = [(name, label, _run(name, fn)) for name, label, fn in WRONG]
-    passed = [(n, lab) for n, lab, r in results if r.passed or r.status == checks.NOT_IMPLEMENTED]
+def _measure(corpus):
+    results = [(name, label, _run(name, fn)) for name, label, fn in corpus]
+    escaped = [(n, lab) for n, lab, r in results if r.passed or r.status == checks.NOT_IMPLEMENTED]
     generic = [(n, lab, r.message) for n, lab, r in results if not r.passed and not _specific(r)]
     n = len(results)
-    caught = n - len(passed)
-    specific = caught - len(generic)
-    per_check = Counter(name for name, _, _ in WRONG)
+    return n, n - len(escaped), n - len(escaped) - len(generic), escaped, generic
+
+
+def test_wrong_solutions_are_caught_with_specific_hints(capsys):
+    dev = _measure(WRONG)
+    held = _measure(HELD_OUT)
+    lines = []
+    for name, (n, caught, specific, _, _) in (("development list", dev), ("held-out list", held),
+                                             ("both", tuple(a + b for a, b in zip(dev[:3], held[:3]))
+                                              + ([], []))):
+        lines.append(f"{name}: {n} wrong solutions, caught {caught}/{n} ({100 * caught / n:.1f}%), "
+                     f"specific hint {specific}/{n} ({100 * specific / n:.1f}%)")
     with capsys.disabled():
-        print(f"\nexercise-check corpus: {n} wrong solutions over {len(per_check)} checks, "
-              f"{len(RIGHT)} right ones; caught {caught}/{n} ({100 * caught / n:.1f}%), "
-              f"specific hint {specific}/{n} ({100 * specific / n:.1f}%)")
-        for g in generic:
-            print("  generic:", *g)
-    assert n >= 150
-    assert not passed, passed
-    assert specific / n >= 0.9, generic
+        print("\nexercise-check corpus over 27 checks, "
+              f"{len(RIGHT)} right solutions all passing:\n  " + "\n  ".join(lines))
+    assert dev[0] >= 150 and len({n for n, _, _ in WRONG}) == 27
+    assert not dev[3] and not held[3], (dev[3], held[3])          # every wrong one is caught
+    assert dev[2] / dev[0] >= 0.9, dev[4]
+    assert held[2] / held[0] >= 0.45, held[4]                      # measured 50%: keep it there

@@ -57,9 +57,11 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float64: (1e-6, 1e-8),
     torch.float32: (1e-3, 1e-5),
 }
-# Below this relative error (max |got - ref| / max |ref|, or 3 rtol if larger) a failure that
-# matches no listed mistake is reported as "float32 round-off?".
-ROUNDOFF_REL = 5e-4
+# Below this relative error (max |got - ref| / max |ref|, or 3 rtol if larger: 1e-5 for float64
+# results, 3e-3 for float32 ones) a failure that matches no listed mistake is reported as
+# "float32 round-off?" (a float32 tensor inside a float64 computation, or a cancellation such
+# as 1 - alpha_bar_1 in float32). Larger errors are formula errors.
+ROUNDOFF_REL = 1e-5
 OUTPUT_LINES = 20        # printed lines of the student's output shown per check
 DEFAULT_TIMEOUT = 30.0   # seconds of the student's code per check (DMLIB_CHECKS_TIMEOUT)
 
@@ -366,7 +368,10 @@ def _evaluate(fn: Callable, spec: Spec, out: _CappedStream) -> CheckResult:
                                "exercise; return the result", i)
         except Exception as e:  # the student's code crashed: say where, with a hint
             hint = ""
-            if isinstance(e, (RuntimeError, IndexError)) and spec.broadcast_hint:
+            if isinstance(e, RuntimeError) and ("dtype" in str(e) or "scalar type" in str(e)):
+                hint = (" Hint: two dtypes meet (float32 data or model, float64 schedule): cast "
+                        "what you read from the schedule to the data's dtype (.to(x.dtype))")
+            elif isinstance(e, (RuntimeError, IndexError)) and spec.broadcast_hint:
                 hint = " Hint: " + spec.broadcast_hint
             return CheckResult(spec.name, ERROR, f"your function raised {type(e).__name__} "
                                f"on {case.desc}: {e}.{hint}", i)
@@ -414,6 +419,11 @@ def _evaluate(fn: Callable, spec: Spec, out: _CappedStream) -> CheckResult:
         err = diff.max().item()
         scale = max(expected.double().abs().max().item(), 1e-12)
         rel = (diff / (expected.double().abs() + atol)).max().item() if spec.elementwise else err / scale
+        if rel >= max(ROUNDOFF_REL, 3 * rtol):
+            where = _localise(fn, spec, case, names, got, expected, rtol, atol, deadline, out)
+            if where:
+                return CheckResult(spec.name, FAIL, f"on {case.desc}: {where} (max abs error "
+                                   f"{_fmt_err(err)})" + dtype_tail, i)
         if rel < max(ROUNDOFF_REL, 3 * rtol):
             return CheckResult(spec.name, FAIL, f"on {case.desc}: float32 round-off? your "
                                f"values agree with the reference to {rel:.1g} "
@@ -427,6 +437,75 @@ def _evaluate(fn: Callable, spec: Spec, out: _CappedStream) -> CheckResult:
                            "term" + dtype_tail, i)
     n = len(cases)
     return CheckResult(spec.name, PASS, f"all {n} cases agree with the reference", n)
+
+
+# --------------------------------------------------------------------------------------
+# Where the error is, when no listed mistake matches: a constant factor or offset, the
+# examples (timesteps) that are wrong, or the arguments the error does not depend on.
+def _localise(fn: Callable, spec: Spec, case: Case, names: list[str], got: torch.Tensor,
+              expected: torch.Tensor, rtol: float, atol: float, deadline: float,
+              out: _CappedStream) -> str:
+    g, r = got.detach().double(), expected.detach().double()
+    scale = r.abs().max().item() if r.numel() else 0.0
+    close = lambda a, b: bool(((a - b).abs() <= atol + rtol * scale).all())  # noqa: E731
+    if r.numel() > 1 and float((r * r).sum()) > 0:
+        k = float((g * r).sum() / (r * r).sum())
+        if abs(k - 1) > 1e-3 and close(g, k * r):
+            if abs(k + 1) < 1e-6:
+                return "wrong values: they are the reference with the sign flipped everywhere"
+            return (f"wrong values: they are {k:.4g} times the reference everywhere, so a "
+                    "constant factor is off (a 1/2, a 2, a square root of one?)")
+        c = float((g - r).mean())
+        if abs(c) > atol + rtol * scale and close(g, r + c):
+            return (f"wrong values: they are the reference plus the constant {c:.4g} everywhere, "
+                    "so a constant term is off")
+    # the examples (timesteps) that are wrong
+    tpos = [k for k, a in enumerate(case.args) if isinstance(a, torch.Tensor)
+            and a.dtype == torch.long and a.dim() == 1 and g.dim() >= 1 and a.numel() == g.shape[0]
+            and g.shape[0] > 1]
+    if tpos:
+        tt = case.args[tpos[0]]
+        bad = ((g - r).abs().reshape(g.shape[0], -1) > atol + rtol * scale).any(1)
+        if 0 < int(bad.sum()) < bad.numel():
+            ok_t, bad_t = tt[~bad].tolist(), tt[bad].tolist()
+            return (f"wrong values, but only for t = {bad_t}; right for t = {ok_t}: look for "
+                    "what is special at those timesteps (t = 1 or t = T, an index, a clamp)")
+    # the arguments that the error does not depend on
+    err = g - r
+    floats = [k for k, a in enumerate(case.args) if isinstance(a, torch.Tensor)
+              and a.is_floating_point() and a.numel() > 0]
+    if len(floats) < 2:
+        return ""
+    gen = torch.Generator().manual_seed(1234)
+    free = []
+    for k in floats:
+        a = case.args[k]
+        noise = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(a.dtype)
+        new = a * torch.exp(0.3 * noise) if bool((a > 0).all()) else a + 0.5 * noise * (
+            float(a.double().std()) if a.numel() > 1 else 1.0)
+        args = list(case.args)
+        args[k] = new
+        try:
+            with torch.enable_grad(), contextlib.redirect_stdout(out), \
+                    contextlib.redirect_stderr(out):
+                g2 = _call_limited(fn, _copy(tuple(args)), deadline - time.monotonic())
+            with torch.no_grad():
+                r2 = spec.reference(*args)
+        except Exception:
+            return ""
+        if not isinstance(g2, torch.Tensor) or g2.shape != r2.shape:
+            return ""
+        e2 = g2.detach().double() - r2.double()
+        tol = atol + 10 * rtol * max(scale, r2.double().abs().max().item())
+        if bool(((e2 - err).abs() <= tol).all()):
+            free.append(k)
+    if not free or len(free) == len(floats):
+        return ""
+    nm = lambda ks: ", ".join(names[k] if k < len(names) else f"argument {k + 1}" for k in ks)  # noqa: E731
+    rest = [k for k in floats if k not in free]
+    return (f"wrong values; the error does not change when {nm(free)} change{'s' * (len(free) == 1)}, "
+            f"so the terms that involve only {nm(free)} are right: re-check how {nm(rest)} "
+            "enter the formula")
 
 
 def _dtype_hint(expected: torch.dtype, args: tuple) -> str:
