@@ -1,16 +1,18 @@
 """Exercise checks: run a student's function against dmlib's reference and give a hint.
 
 Every exercise in a chapter is followed by a call such as
-``dmlib.checks.check_q_sample(q_sample)``. A check runs the function on seeded inputs
-(several shapes, scalar and per-example ``t``, first and last timesteps), compares with the
-reference, and prints one line:
+``dmlib.checks.check_q_sample(q_sample)``. A check runs the function on copies of seeded
+inputs (several shapes including rank 3, scalar and per-example ``t``, t = 1 and t = T, and
+one float32 case), with gradients enabled, a time limit and capped output (see ``_core``),
+compares values and dtype with the reference, and prints one line:
 
 * ``PASS``: all cases agree;
 * ``NOT IMPLEMENTED YET``: the function still raises ``NotImplementedError`` (the stub of
   the student version). The chapter goes on with dmlib's reference, so nothing breaks;
-* ``FAIL``: with a hint about what is wrong (shape, scale, which alpha, t off by one, sign),
-  found by comparing the output with typical wrong formulas. The hint never prints the
-  solution.
+* ``FAIL``: with a hint about what is wrong (shape, dtype, an input changed in place, scale,
+  which alpha, t off by one, sign), found by comparing the output with typical wrong
+  formulas, or else by locating the error (a constant factor, the wrong timesteps, the
+  arguments it does not depend on). The hint never prints the solution.
 
 Results are also appended to ``RESULTS`` (used by graders). With the environment variable
 ``DMLIB_CHECKS_STRICT=1`` a failing check raises ``CheckFailed`` instead of only printing.
