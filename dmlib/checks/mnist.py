@@ -217,7 +217,7 @@ _RESPACED_SHAPES = ("one k serves the whole batch, so the schedule coefficients 
                     "(alpha_bar_0 = 1) at k = 1; the model takes the times as a long (B,) tensor")
 
 
-def check_respaced_step(fn: Callable, verbose: bool = True) -> CheckResult:
+def check_respaced_step(fn: Callable, verbose: bool = True) -> CheckResult:  # long: the mistake list
     """Check Exercise 7.2, ``fn(model, schedule, taus, xt, k, z) -> x_prev``: one step of
     Algorithm 2 on the respaced schedule, from x_{tau_k} to x_{tau_{k-1}}.
 

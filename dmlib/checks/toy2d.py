@@ -136,7 +136,7 @@ def _step_formula(s, xt, t, z, shift=0, inv_sqrt="alpha", eps_coef="sqrt", noise
     return mean + sign * (v.sqrt() if noise == "std" else v) * z
 
 
-def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
+def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:  # long: the mistake list
     """Check ``fn(model, schedule, xt, t, z) -> x_{t-1}`` against one step of Algorithm 2
     with sigma_t^2 = beta_t:
 
