@@ -23,20 +23,24 @@ def q_sample_ok(s, x0, t, eps):
 
 # ---- dtypes ------------------------------------------------------------------------------
 def test_every_check_with_float_inputs_has_a_float32_case():
-    import inspect
-    src = inspect.getsource(checks)
-    assert _core.Spec("x", None, []).float32 == 0  # default: repeat case 0 in float32
-    # only the checks whose inputs hold no float tensor opt out
-    import dmlib.checks as c
-    import re
-    opted_out = set()
-    for mod in (c.basics, c.elbo, c.forward_process, c.gaussians, c.flows, c.diffusion,
-                c.targets, c.toy2d, c.mnist):
-        opted_out |= set(re.findall(r'Spec\("(\w+)"[^)]*?float32=None', inspect.getsource(mod),
-                                    re.S))
-    assert opted_out <= {"check_to_model_range", "check_cosine_alpha_bar",
-                         "check_posterior_variance"}, opted_out
-    assert src
+    import functools
+    from checks_corpus import RIGHT
+    seen = {}
+    for name, _, fn in RIGHT:
+        if name in seen:
+            continue
+        dtypes = set()
+
+        @functools.wraps(fn)
+        def spy(*args, fn=fn, dtypes=dtypes):
+            dtypes.update(a.dtype for a in args if isinstance(a, torch.Tensor))
+            return fn(*args)
+        assert getattr(checks, name)(spy, verbose=False).passed, name
+        seen[name] = torch.float32 in dtypes
+    assert len(seen) == 27
+    # only the checks whose inputs hold no float64 tensor have no float32 case
+    assert {n for n, has32 in seen.items() if not has32} == {
+        "check_to_model_range", "check_cosine_alpha_bar", "check_posterior_variance"}
 
 
 def test_forgotten_cast_to_x_dtype_fails_with_a_dtype_message():
@@ -241,3 +245,32 @@ def test_rank_3_input_catches_a_hard_coded_image_reshape():
         return a.sqrt() * x0 + (1 - a).sqrt() * e
     r = checks.check_q_sample(four_d, verbose=False)
     assert r.status == checks.FAIL and "(3, 5, 2)" in r.message and "(B, 1, ..., 1)" in r.message
+
+
+# ---- where the error is, when no listed mistake matches ----------------------------------
+def test_a_constant_offset_is_named():
+    r = checks.check_prior_kl(lambda s, x0: _pk_ok(s, x0) + 0.3, verbose=False)
+    assert r.status == checks.FAIL and "plus the constant 0.3" in r.message, r.message
+
+
+def _pk_ok(s, x0):
+    ab = float(s.alpha_bar[s.T])
+    return (0.5 * (ab * x0 ** 2 + (1 - ab) - 1 - torch.log(torch.tensor(1 - ab, dtype=x0.dtype)))
+            ).flatten(1).sum(1)
+
+
+def test_the_wrong_timesteps_are_named():
+    def wrong_late(s, x0, t, e):  # alpha_bar clamped at 0.1: right for early t only
+        a = gather(s.alpha_bar, t, x0).clamp(min=0.1)
+        return a.sqrt() * x0 + (1 - a).sqrt() * e
+    r = checks.check_q_sample(wrong_late, verbose=False)
+    assert r.status == checks.FAIL and "only for t = [500, 1000]" in r.message, r.message
+
+
+def test_the_arguments_the_error_does_not_depend_on_are_named():
+    def wrong_noise(s, x0, t, eps):  # the x0 term is right, the noise term is not
+        a = _ab(s, t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps * (1 + 0.1 * eps)
+    r = checks.check_q_sample(wrong_noise, verbose=False)
+    assert r.status == checks.FAIL and "does not change when x0 changes" in r.message, r.message
+    assert "re-check how eps enter" in r.message

@@ -36,7 +36,6 @@ import inspect
 import io
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
