@@ -171,8 +171,12 @@ sb = xb + yb
 frac_zero = float((sb == 0).float().mean())
 print("y = xi * x is N(0, 1): mean within 4 SE:", abs(float(yb.mean())) < 4 / math.sqrt(N_MC),
       "| var within 4 SE:", abs(float(yb.var()) - 1) < 4 * math.sqrt(2 / N_MC))
-print("Corr(x, y) within 4 SE of 0:", abs(float((xb * yb).mean())) < 4 / math.sqrt(N_MC))
-print("Var(x + y) within 4 SE of 2:", abs(float(sb.var()) - 2) < 4 * math.sqrt(8 / N_MC))
+# x y = xi x^2 and x + y are not Gaussian: their standard errors come from the samples
+# (Var(x y) = E[x^4] = 3; Var((x + y)^2) = 20, not the Gaussian 2 * 2^2 = 8)
+se_of_mean = lambda v: float(v.std()) / math.sqrt(v.numel())  # noqa: E731
+print("Corr(x, y) within 4 SE of 0:", abs(float((xb * yb).mean())) < 4 * se_of_mean(xb * yb))
+print("Var(x + y) within 4 SE of 2:",
+      abs(float(sb.var()) - 2) < 4 * se_of_mean((sb - sb.mean()) ** 2))
 print(f"P(x + y == 0) = 1/2 (a Gaussian gives 0): within 4 SE:", abs(frac_zero - 0.5) < 4 * 0.5 / math.sqrt(N_MC))
 
 # %% [markdown]

@@ -239,8 +239,9 @@ plt.show()
 
 # %% [markdown]
 # Samples from this short run (respaced to 50 steps, explained in section 4) next to the
-# shipped checkpoint, trained with `--preset ship` (5,000 steps of 128 digits, 81 minutes on
-# one core of a 2-core CPU). Before loading, the file's sha256 is checked against the one
+# shipped checkpoint, trained with `--preset ship --steps 5000` (5,000 steps of 128 digits,
+# 81 minutes on one core of a 2-core CPU; the preset alone runs 8,000 steps, see
+# `data/checkpoints/README.md`). Before loading, the file's sha256 is checked against the one
 # pinned in `dmlib.pretrained`: a damaged or swapped file gives an error that says how to
 # restore it.
 

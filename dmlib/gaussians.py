@@ -117,7 +117,9 @@ def _log_diff_ndtr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor,
                                         log_var: torch.Tensor) -> torch.Tensor:
     """Elementwise log-probability of 8-bit image data under a discretised Gaussian
-    (DDPM's decoder p(x_0 | x_1) for L_0; used for MNIST in chapter 7, introduced in ch4).
+    (DDPM's decoder p(x_0 | x_1) for L_0 on 8-bit images, available as
+    ``vlb_terms(..., decoder="discretized")``; no chapter uses it: the chapters' bounds use
+    the continuous Gaussian decoder).
 
     Pixels in {0, ..., 255} are scaled to [-1, 1], so the 256 values sit at
     x = -1 + 2k/255 and each owns a bin of width 2/255 around it. With s = exp(log_var / 2):

@@ -59,8 +59,12 @@ def test_kl_gaussian_mistakes(wrong, hint):
     assert r.status == checks.FAIL and hint in r.message, r.message
 
 
-def test_kl_gaussian_unknown_mistake_gets_the_generic_message():
+def test_kl_gaussian_unknown_mistake_gets_the_generic_message_or_where_it_is():
     r = _run(checks.check_kl_gaussian, lambda m1, v1, m2, v2: kl_ok(m1, v1, m2, v2) * 1.1)
+    assert r.status == checks.FAIL and "1.1 times the reference" in r.message, r.message
+    r = _run(checks.check_kl_gaussian, lambda m1, v1, m2, v2: kl_ok(m1, v1, m2, v2) + 0.1 * m1 ** 2)
+    assert r.status == checks.FAIL and "does not change when v1, m2, v2 change" in r.message
+    r = _run(checks.check_kl_gaussian, lambda m1, v1, m2, v2: kl_ok(m1, v1, m2, v2) ** 1.1)
     assert r.status == checks.FAIL and "values differ from the reference" in r.message
 
 

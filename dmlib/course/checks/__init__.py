@@ -1,16 +1,18 @@
 """Exercise checks: run a student's function against dmlib's reference and give a hint.
 
 Every exercise in a chapter is followed by a call such as
-``dmlib.course.checks.check_q_sample(q_sample)``. A check runs the function on seeded inputs
-(several shapes, scalar and per-example ``t``, first and last timesteps), compares with the
-reference, and prints one line:
+``checks.check_q_sample(q_sample)`` (``from dmlib import checks``). A check runs the function on copies of seeded
+inputs (several shapes including rank 3, scalar and per-example ``t``, t = 1 and t = T, and
+one float32 case), with gradients enabled, a time limit and capped output (see ``_core``),
+compares values and dtype with the reference, and prints one line:
 
 * ``PASS``: all cases agree;
 * ``NOT IMPLEMENTED YET``: the function still raises ``NotImplementedError`` (the stub of
   the student version). The chapter goes on with dmlib's reference, so nothing breaks;
-* ``FAIL``: with a hint about what is wrong (shape, scale, which alpha, t off by one, sign),
-  found by comparing the output with typical wrong formulas. The hint never prints the
-  solution.
+* ``FAIL``: with a hint about what is wrong (shape, dtype, an input changed in place, scale,
+  which alpha, t off by one, sign), found by comparing the output with typical wrong
+  formulas, or else by locating the error (a constant factor, the wrong timesteps, the
+  arguments it does not depend on). The hint never prints the solution.
 
 Results are also appended to ``RESULTS`` (used by graders). With the environment variable
 ``DMLIB_CHECKS_STRICT=1`` a failing check raises ``CheckFailed`` instead of only printing.
@@ -18,8 +20,8 @@ Chapter 0 introduces the convention. The framework is in ``_core``; each chapter
 checks live in a submodule (``basics``, ``diffusion``, ...) and are re-exported here.
 """
 
-from ._core import (ERROR, FAIL, NOT_IMPLEMENTED, PASS, RESULTS, Case, CheckFailed, CheckResult,
-                    Mistake, Spec, run_check)
+from ._core import (ERROR, FAIL, GENERIC, NOT_IMPLEMENTED, PASS, RESULTS, TOLERANCES, Case,
+                    CheckFailed, CheckResult, Mistake, Spec, run_check)
 from .basics import check_alpha_bar, check_snr, check_to_model_range
 from .diffusion import check_posterior_mean, check_q_sample
 # each chapter's checks live in a submodule that lists them in its __all__
@@ -33,7 +35,7 @@ from .toy2d import *  # noqa: F401,F403  (chapter 6)
 from . import elbo as _c4, flows as _c2, forward_process as _c3, gaussians as _c1, targets as _c5
 from . import mnist as _c7, toy2d as _c6
 
-__all__ = ["PASS", "FAIL", "NOT_IMPLEMENTED", "ERROR", "RESULTS", "Case", "CheckFailed",
+__all__ = ["PASS", "FAIL", "NOT_IMPLEMENTED", "ERROR", "RESULTS", "GENERIC", "TOLERANCES", "Case", "CheckFailed",
            "CheckResult", "Mistake", "Spec", "run_check", "check_alpha_bar", "check_snr", "check_to_model_range",
            "check_q_sample",
            "check_posterior_mean", *_c1.__all__, *_c2.__all__, *_c3.__all__,

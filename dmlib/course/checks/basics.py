@@ -32,11 +32,16 @@ def check_alpha_bar(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = 
                 lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]])),
         Mistake("you took a square root: alpha_bar_t itself is the product, its square root "
                 "comes later as the scale of x0", lambda b: torch.cumprod(1 - b, 0).sqrt()),
+        Mistake("you computed 1 - (product of the betas); alpha_bar_t is the product of the "
+                "factors 1 - beta_s", lambda b: 1 - torch.cumprod(b, 0)),
+        Mistake("1 - (sum of the betas) is only the first-order approximation of the product "
+                "of the (1 - beta_s); compute the product itself (torch.cumprod)",
+                lambda b: 1 - torch.cumsum(b, 0)),
         Mistake("you returned T + 1 entries; return one entry per beta (t = 1..T)",
                 lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)])),
     ]
-    return run_check(fn, Spec("check_alpha_bar", _ref_alpha_bar, cases, mistakes,
-                              atol=1e-9, rtol=1e-7), verbose)
+    return run_check(fn, Spec("check_alpha_bar", _ref_alpha_bar, cases, mistakes, elementwise=True),
+                     verbose)
 
 
 
@@ -62,13 +67,17 @@ def check_to_model_range(fn: Callable[[torch.Tensor], torch.Tensor],
                 "expects [-1, 1], so stretch and shift", lambda p: f(p) / 255),
         Mistake("0 maps to -1 but 255 does not reach 1: divide by 255 / 2, not 128",
                 lambda p: f(p) / 128 - 1),
+        Mistake("the shift goes the other way: 0 must map to -1 (subtract 1 after scaling)",
+                lambda p: f(p) / 127.5 + 1),
+        Mistake("the range is reversed: 0 must map to -1 and 255 to +1",
+                lambda p: 1 - f(p) / 127.5),
         Mistake("the result is centred but spans [-0.5, 0.5]: scale by 2 as well",
                 lambda p: f(p) / 255 - 0.5),
         Mistake("you still have integers in 0..255 (convert to float and rescale)", f),
         Mistake("some pixels came out wrong because uint8 arithmetic wraps around above 255 "
                 "(200 * 2 = 144): convert to float before multiplying", lambda p: (p * 2) / 255 - 1),
     ]
-    spec = Spec("check_to_model_range", _ref_to_model_range, cases, mistakes, atol=1e-6, rtol=1e-6)
+    spec = Spec("check_to_model_range", _ref_to_model_range, cases, mistakes, float32=None)
     return run_check(fn, spec, verbose)
 
 
@@ -85,6 +94,14 @@ def check_snr(fn: Callable[[torch.Tensor], torch.Tensor], verbose: bool = True) 
         Mistake("you returned log SNR; return the ratio itself", lambda a: torch.log(a / (1 - a))),
         Mistake("the denominator is the noise variance 1 - alpha_bar_t, not 1 + alpha_bar_t",
                 lambda a: a / (1 + a)),
+        Mistake("the numerator is the signal variance alpha_bar_t, not 1",
+                lambda a: 1 / (1 - a)),
+        Mistake("a square root on one factor only: SNR is a ratio of two variances, "
+                "alpha_bar_t and 1 - alpha_bar_t, with no square roots",
+                lambda a: a / (1 - a).sqrt()),
+        Mistake("a square root on one factor only: SNR is a ratio of two variances, "
+                "alpha_bar_t and 1 - alpha_bar_t, with no square roots",
+                lambda a: a.sqrt() / (1 - a)),
     ]
-    spec = Spec("check_snr", lambda a: a / (1 - a), cases, mistakes, rtol=1e-6, atol=1e-9)
+    spec = Spec("check_snr", lambda a: a / (1 - a), cases, mistakes, elementwise=True)
     return run_check(fn, spec, verbose)

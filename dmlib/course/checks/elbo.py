@@ -67,10 +67,18 @@ def check_posterior_variance(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("the ratio uses the single-step alpha_{t-1}, alpha_t; the noise levels of "
                 "q(x_{t-1}|x_0) and q(x_t|x_0) are 1 - alpha_bar (cumulative products)",
                 lambda s, t: _beta_tilde(s, t, use_alpha=True)),
+        Mistake("beta_t is missing: the ratio of noise levels (1 - alpha_bar_{t-1}) / "
+                "(1 - alpha_bar_t) multiplies beta_t",
+                lambda s, t: _gather(s.alpha_bar_prev, t).neg().add(1) / _gather(s.alpha_bar, t).neg().add(1)),
+        Mistake("beta is taken at t - 1: all three factors are at the same t (beta_t, with "
+                "alpha_bar_{t-1} = schedule.alpha_bar_prev[t])",
+                lambda s, t: (1 - _gather(s.alpha_bar_prev, t)) / (1 - _gather(s.alpha_bar, t))
+                * _gather(s.betas, t, -1)),
     ]
     spec = Spec("check_posterior_variance", lambda s, t: s.posterior_variance[s.timesteps(t)],
                 cases, mistakes, broadcast_hint="index the schedule's tensors with t "
-                "(schedule.alpha_bar[t]); the result has t's shape")
+                "(schedule.alpha_bar[t]); the result has t's shape", float32=None,
+                elementwise=True)
     return run_check(fn, spec, verbose)
 
 
@@ -85,7 +93,7 @@ def _kl_cases() -> list[Case]:
     lin = Schedule.linear(1000)
     cases = []
     for k, (shape, t) in enumerate([((4, 2), [2, 10, 500, 1000]), ((3, 1, 5, 5), [3, 200, 900]),
-                                    ((5, 3), [2, 2, 50, 600, 999])]):
+                                    ((5, 3), [2, 2, 50, 600, 999]), ((3, 5, 2), [1, 1000, 37])]):
         mu_tilde = _x(shape, 40 + k)
         mu_theta = mu_tilde + 0.1 * _x(shape, 50 + k)
         var = lin.posterior_variance[_t(t)] if k == 1 else lin.betas[_t(t)]
@@ -113,24 +121,30 @@ def check_equal_variance_kl(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("the slide's '- 1/2' does not belong here: for equal variances the log-ratio and "
                 "the constants cancel (chapter 1's erratum)",
                 lambda a, b, v: _sq(a, b) / (2 * v) - 0.5),
+        Mistake("the numerator is the SQUARED distance ||mu_tilde - mu_theta||^2, not the "
+                "distance", lambda a, b, v: _sq(a, b).sqrt() / (2 * v)),
+        Mistake("for equal variances the constant terms cancel: only the squared distance over "
+                "2 sigma_t^2 remains (you added a constant per dimension)",
+                lambda a, b, v: _sq(a, b) / (2 * v) + 0.5 * a[0].numel()),
     ]
     spec = Spec("check_equal_variance_kl", lambda a, b, v: _sq(a, b) / (2 * v), _kl_cases(), mistakes,
                 broadcast_hint="return one KL per example, shape (B,): sum the squared "
-                "differences over every non-batch dimension, then divide by 2 var (shape (B,))",
-                rtol=1e-5)
+                "differences over every non-batch dimension, then divide by 2 var (shape (B,))")
     return run_check(fn, spec, verbose)
 
 
 # --------------------------------------------------------------------------------------
 # C4.7: the optimal denoiser for Gaussian data
 def _denoiser(s: Schedule, xt, t, mean: float, var: float, shift: int = 0, no_sqrt: bool = False,
-              no_signal_in_denom: bool = False, no_mean: bool = False) -> torch.Tensor:
+              no_signal_in_denom: bool = False, no_mean: bool = False, a_sq: bool = False,
+              sub_mean: bool = True, add_mean: bool = True, std_noise: bool = False) -> torch.Tensor:
     ab = _at(s.alpha_bar, t, xt, shift)
     a = ab if no_sqrt else ab.sqrt()
-    denom = (var + 1 - ab) if no_signal_in_denom else (ab * var + 1 - ab)
+    noise = (1 - ab).sqrt() if std_noise else 1 - ab
+    denom = (var + noise) if no_signal_in_denom else ((a ** 2 if a_sq else ab) * var + noise)
     if no_mean:
         return a * var / denom * xt
-    return mean + a * var / denom * (xt - a * mean)
+    return (mean if add_mean else 0.0) + a * var / denom * (xt - (a * mean if sub_mean else 0.0))
 
 
 def check_gaussian_denoiser(fn: Callable, verbose: bool = True) -> CheckResult:
@@ -151,6 +165,8 @@ def check_gaussian_denoiser(fn: Callable, verbose: bool = True) -> CheckResult:
         Case((lin, _x((5, 2), 62), 300, 0.0, 0.25), "the int t = 300, data N(0, 0.25)"),
         Case((lin, _x((2, 3), 63), _t([1, 1000]), 0.2, 1.5),
              "t = [1, 1000], the first and last steps, data N(0.2, 1.5)"),
+        Case((lin, _x((3, 5, 2), 64), _t([1, 1000, 37]), 0.3, 0.7),
+             "x_t of shape (3, 5, 2) with t = [1, 1000, 37], data N(0.3, 0.7)"),
     ]
     mistakes = [
         Mistake(_OFF_BY_ONE, lambda *a: _denoiser(*a, shift=-1)),
@@ -162,6 +178,16 @@ def check_gaussian_denoiser(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda *a: _denoiser(*a, no_signal_in_denom=True)),
         Mistake("the data mean is missing: shrink x_t toward sqrt(alpha_bar_t) mean, then add "
                 "the mean back", lambda *a: _denoiser(*a, no_mean=True)),
+        Mistake("a square root is missing: x_t carries sqrt(alpha_bar_t) x_0, so the signal "
+                "scale is a = sqrt(alpha_bar_t) (and a^2 = alpha_bar_t)",
+                lambda *a: _denoiser(*a, no_sqrt=True, a_sq=True)),
+        Mistake("inside the bracket subtract the mean of x_t, sqrt(alpha_bar_t) mean: shrink "
+                "x_t - a m toward 0, then add the mean back", lambda *a: _denoiser(*a, sub_mean=False)),
+        Mistake("the data mean is not added back: E[x_0 | x_t] = mean + (shrunk deviation)",
+                lambda *a: _denoiser(*a, add_mean=False)),
+        Mistake("the denominator is the VARIANCE of x_t, alpha_bar_t var + (1 - alpha_bar_t): "
+                "the noise enters with its variance, not its standard deviation",
+                lambda *a: _denoiser(*a, std_noise=True)),
         Mistake("that is x_t / sqrt(alpha_bar_t), which ignores the noise; the posterior mean "
                 "weighs x_t against the prior N(mean, var)",
                 lambda s, xt, t, m, v: xt / _at(s.alpha_bar, t, xt).sqrt()),

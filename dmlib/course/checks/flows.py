@@ -24,7 +24,7 @@ def _time_dependent_field(seed: int, d: int) -> Callable:
     A, b = _x((d, d), seed), _x((d,), seed + 1)
 
     def f(z: torch.Tensor, t: float) -> torch.Tensor:
-        return z @ A.T * math.cos(3 * t) + b * t
+        return z @ A.to(z.dtype).T * math.cos(3 * t) + b.to(z.dtype) * t
     return f
 
 
@@ -40,6 +40,8 @@ def check_euler_step(fn: Callable, verbose: bool = True) -> CheckResult:
              "z of shape (4, 3), t = 0, dt = 0.25"),
         Case((_time_dependent_field(5, 2), _x((6, 2), 6), 1.0, -0.2),
              "z of shape (6, 2), t = 1, dt = -0.2 (integrating backwards in time)"),
+        Case((_time_dependent_field(7, 2), _x((2, 3, 2), 8), 0.5, 0.05),
+             "z of shape (2, 3, 2) (a batch of point sets), t = 0.5, dt = 0.05"),
     ]
     mistakes = [
         Mistake("dt is missing: the step moves z by the velocity f(z, t) times the step "
@@ -52,6 +54,19 @@ def check_euler_step(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("you returned the increment dt f(z, t) only; the new state starts from z",
                 lambda f, z, t, dt: dt * f(z, t)),
         Mistake("dt is squared (or applied twice)", lambda f, z, t, dt: z + dt ** 2 * f(z, t)),
+        Mistake("that is Heun's method (the average of the slopes at the start and at a "
+                "predicted end point); this exercise is one explicit Euler step, with the single "
+                "slope f(z, t)", lambda f, z, t, dt: z + dt / 2 * (f(z, t) + f(z + dt * f(z, t), t + dt))),
+        Mistake("that is the midpoint method (the slope at z + dt/2 f(z, t), t + dt/2); this "
+                "exercise is one explicit Euler step, with the single slope f(z, t)",
+                lambda f, z, t, dt: z + dt * f(z + dt / 2 * f(z, t), t + dt / 2)),
+        Mistake("the slope is taken at a predicted end point (z + dt f(z, t), t + dt): explicit "
+                "Euler uses the slope at the start, f(z, t)",
+                lambda f, z, t, dt: z + dt * f(z + dt * f(z, t), t + dt)),
+        Mistake("f is called with the step size dt as its time argument: pass the current "
+                "time t", lambda f, z, t, dt: z + dt * f(z, dt)),
+        Mistake("f is evaluated at z + dt (dt added to the state): the slope is f(z, t), at the "
+                "current state", lambda f, z, t, dt: z + dt * f(z + dt, t)),
     ]
     spec = Spec("check_euler_step", lambda f, z, t, dt: euler_step(f, z, t, dt), cases, mistakes)
     return run_check(fn, spec, verbose)
@@ -64,7 +79,7 @@ def _log_scale_net(seed: int, d: int) -> Callable:
     W1, W2 = _x((8, d), seed), _x((d, 8), seed + 1)
 
     def s(h: torch.Tensor) -> torch.Tensor:
-        return 0.5 * torch.tanh(h @ W1.T) @ W2.T + 0.1
+        return 0.5 * torch.tanh(h @ W1.to(h.dtype).T) @ W2.to(h.dtype).T + 0.1
     return s
 
 
@@ -115,7 +130,7 @@ def _vjp(seed: int, b: int, d: int) -> Callable:
     J = _x((b, d, d), seed)
 
     def vjp(v: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bi,bij->bj", v, J)
+        return torch.einsum("bi,bij->bj", v, J.to(v.dtype))
     return vjp
 
 
@@ -145,6 +160,13 @@ def check_hutchinson(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda vjp, e: (vjp(e[0]) * e[0]).sum(-1)),
         Mistake("eps^T eps does not involve J: the vector-Jacobian product is missing",
                 lambda vjp, e: (e * e).sum(-1).mean(0)),
+        Mistake("eps_k^T J eps_k is a dot product: SUM over the d coordinates (only the K "
+                "probes are averaged)",
+                lambda vjp, e: torch.stack([(vjp(k) * k).mean(-1) for k in e]).mean(0)),
+        Mistake("each probe's product eps_k^T J is dotted with the same probe eps_k, not with "
+                "another one", lambda vjp, e: torch.stack([(vjp(k) * e[-1]).sum(-1) for k in e]).mean(0)),
+        Mistake("each probe's product eps_k^T J is dotted with the same probe eps_k, not with "
+                "another one", lambda vjp, e: torch.stack([(vjp(k) * e[0]).sum(-1) for k in e]).mean(0)),
     ]
     spec = Spec("check_hutchinson", lambda vjp, e: hutchinson_trace(vjp, e), cases, mistakes,
                 broadcast_hint="eps has shape (K, B, d): loop over (or vectorise across) the "

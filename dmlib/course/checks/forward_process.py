@@ -34,6 +34,8 @@ def _q_step_cases() -> list[Case]:
              "images of shape (3, 1, 6, 6) with t = [50, 2, 25] (cosine, T=50)"),
         Case((lin, _x((5, 2), 304), 700, _x((5, 2), 305)),
              "x_prev of shape (5, 2) with the int t = 700"),
+        Case((lin, _x((3, 5, 2), 306), _t([1, 1000, 37]), _x((3, 5, 2), 307)),
+             "x_prev of shape (3, 5, 2) with t = [1, 1000, 37]"),
     ]
 
 
@@ -75,6 +77,12 @@ def check_q_step(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("check the sign of the noise term", lambda s, x, t, e: _step(s, x, t, e, sign=-1.0)),
         Mistake("the output does not use eps: the sample is the mean plus scaled noise",
                 lambda s, x, t, e: _step(s, x, t, e, sign=0.0)),
+        Mistake("the two coefficients are swapped: sqrt(1 - beta_t) scales x_{t-1} (most of the "
+                "signal stays) and sqrt(beta_t) scales the noise",
+                lambda s, x, t, e: _at(s.betas, t, x).sqrt() * x + _at(s.alphas, t, x).sqrt() * e),
+        Mistake("the scale of x_{t-1} is sqrt(1 - beta_t), the square root of the difference, "
+                "not 1 - sqrt(beta_t)",
+                lambda s, x, t, e: (1 - _at(s.betas, t, x).sqrt()) * x + _at(s.betas, t, x).sqrt() * e),
     ]
     spec = Spec("check_q_step", lambda s, x, t, e: q_step(s, x, t, eps=e), _q_step_cases(),
                 mistakes, broadcast_hint=_BROADCAST)
@@ -93,6 +101,7 @@ def _prior_kl_cases() -> list[Case]:
              "images of shape (3, 1, 6, 6), a linear schedule with T = 10 (alpha_bar_T ~ 0.9)"),
         Case((mid, 2 * _x((5, 3), 312)),
              "x0 of shape (5, 3), a linear schedule with T = 50 and beta_T = 0.05"),
+        Case((short, _x((3, 5, 2), 313)), "x0 of shape (3, 5, 2), the linear schedule with T = 10"),
     ]
 
 
@@ -108,6 +117,7 @@ def _prior(s: Schedule, x0: torch.Tensor, *, shift: int = 0, single: bool = Fals
         kl = 0.5 * (math.log(v) + (1 + m2) / v - 1)
     else:
         kl = half * (m2 + v - 1 + log_sign * math.log(v))
+        kl = kl + 0.0 * x0  # keep x0's shape when m2 does not use x0
     kl = kl.reshape(x0.shape[0], -1)
     return kl.mean(1) if reduce == "mean" else kl.sum(1)
 
@@ -140,26 +150,34 @@ def check_prior_kl(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda s, x0: _prior(s, x0, log_sign=0.0)),
         Mistake("check the sign of the log term: it is log(sigma_p / sigma_q) with sigma_p = 1 "
                 "for the standard normal", lambda s, x0: _prior(s, x0, log_sign=1.0)),
+        Mistake("the log term is -1/2 log(1 - alpha_bar_T) per dimension (1/2 times the log of "
+                "the variance, or the log of the standard deviation): you halved it twice",
+                lambda s, x0: _prior(s, x0, log_sign=-0.5)),
         Mistake("KL is not symmetric: you computed KL( N(0, I) || q(x_T|x_0) ); the first "
                 "argument is q, under which the expectation is taken",
                 lambda s, x0: _prior(s, x0, reverse=True)),
     ]
     spec = Spec("check_prior_kl", lambda s, x0: prior_kl(s, x0), _prior_kl_cases(), mistakes,
                 broadcast_hint="return one KL per example, shape (B,): sum the per-dimension "
-                "KLs over every non-batch dimension (e.g. .reshape(B, -1).sum(1))",
-                atol=1e-8, rtol=1e-6)
+                "KLs over every non-batch dimension (e.g. .reshape(B, -1).sum(1))")
     return run_check(fn, spec, verbose)
 
 
 # --------------------------------------------------------------------------------------
 # Exercise 3.4: the cosine schedule's alpha_bar_t in closed form
 def _cosine(T: int, s: float, *, square: bool = True, normalise: bool = True,
-            divide: bool = True, complement: bool = False) -> torch.Tensor:
+            divide: bool = True, complement: bool = False, fn: Callable = torch.cos,
+            scale: float = math.pi / 2) -> torch.Tensor:
     u = torch.arange(T + 1, dtype=_D) / T
     arg = (u + s) / (1 + s) if divide else u + s
-    f = torch.cos(arg * math.pi / 2) ** (2 if square else 1)
+    f = fn(arg * scale) ** (2 if square else 1)
     ab = f / f[0] if normalise else f
     return 1 - ab if complement else ab
+
+
+def _capped(ab: torch.Tensor) -> torch.Tensor:
+    betas = (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
+    return torch.cat([ab[:1], torch.cumprod(1 - betas, 0)])
 
 
 def check_cosine_alpha_bar(fn: Callable, verbose: bool = True) -> CheckResult:
@@ -181,8 +199,15 @@ def check_cosine_alpha_bar(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda T, s: _cosine(T, 0.0)),
         Mistake("you returned 1 - alpha_bar_t (the noise variance) instead of alpha_bar_t",
                 lambda T, s: _cosine(T, s, complement=True)),
+        Mistake("cos, not sin: alpha_bar_t starts at 1 (t = 0) and falls to about 0 at t = T",
+                lambda T, s: _cosine(T, s, fn=torch.sin)),
+        Mistake("the angle runs over a quarter turn, from about 0 to pi/2 at t = T: the factor "
+                "is pi/2, not pi", lambda T, s: _cosine(T, s, scale=math.pi)),
+        Mistake("the exercise asks for alpha_bar_t without the 0.999 cap on beta_t (the cap "
+                "changes only the last steps): compute f(t) / f(0) directly",
+                lambda T, s: _capped(_cosine(T, s))),
     ]
     spec = Spec("check_cosine_alpha_bar", cosine_alpha_bar, cases, mistakes,
                 broadcast_hint="return T + 1 values, one per t = 0..T (entry 0 is "
-                "alpha_bar_0 = 1), in a 1-D tensor")
+                "alpha_bar_0 = 1), in a 1-D tensor", float32=None)
     return run_check(fn, spec, verbose)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ._core import Case, CheckResult, Mistake, Spec, _x, run_check
+from ._core import Case, CheckResult, Mistake, Spec, _x, run_check, wraps
 
 __all__ = ["check_sum_params", "check_kl_gaussian", "check_product_mean_var", "check_kl_monte_carlo"]
 
@@ -27,6 +27,7 @@ def _kl(m1, v1, m2, v2):
 
 def _pair(fn: Callable, what: str = "(mean, var)") -> Callable:
     """Wrap a function returning a pair of tensors so the framework can compare one tensor."""
+    @wraps(fn)
     def wrapped(*args):
         out = fn(*args)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -61,6 +62,8 @@ def _sum_mistakes() -> list[Mistake]:
         None: lambda mx, vx, my, vy, a, b: a * mx + b * my,
         "the mean ignores the coefficients: E[a x + b y] = a mu_x + b mu_y":
             lambda mx, vx, my, vy, a, b: mx + my,
+        "the mean keeps the signs of the coefficients, E[a x] = a mu_x (only the variance "
+        "uses a^2)": lambda mx, vx, my, vy, a, b: a.abs() * mx + b.abs() * my,
     }
     variances = {
         None: lambda mx, vx, my, vy, a, b: a ** 2 * vx + b ** 2 * vy,
@@ -79,6 +82,11 @@ def _sum_mistakes() -> list[Mistake]:
             lambda mx, vx, my, vy, a, b: (a ** 2 * vx + b ** 2 * vy).sqrt(),
         "variances never subtract: with b < 0, Var(b y) = b^2 var_y is still positive":
             lambda mx, vx, my, vy, a, b: a * a.abs() * vx + b * b.abs() * vy,
+        "variances never subtract: Var(a x + b y) = a^2 var_x + b^2 var_y for independent "
+        "x, y, whatever the signs":
+            lambda mx, vx, my, vy, a, b: a ** 2 * vx - b ** 2 * vy,
+        "var_x and var_y already are variances (sigma^2): do not square them again":
+            lambda mx, vx, my, vy, a, b: a ** 2 * vx ** 2 + b ** 2 * vy ** 2,
     }
     out = [Mistake("you returned (var, mean); return (mean, var) in this order",
                    lambda mx, vx, my, vy, a, b: torch.stack(
@@ -102,7 +110,7 @@ def check_sum_params(fn: Callable, verbose: bool = True) -> CheckResult:
         return torch.stack(torch.broadcast_tensors(*gaussian_sum(a * mx, a ** 2 * vx,
                                                                  b * my, b ** 2 * vy)))
 
-    spec = Spec("check_sum_params", ref, _sum_cases(), _sum_mistakes(), atol=1e-8, rtol=1e-6)
+    spec = Spec("check_sum_params", ref, _sum_cases(), _sum_mistakes())
     return run_check(_pair(fn), spec, verbose)
 
 
@@ -150,13 +158,18 @@ def check_kl_gaussian(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("divide by the variance of the second distribution (var2), not the first",
                 lambda m1, v1, m2, v2: 0.5 * torch.log(v2 / v1) + (v2 + (m1 - m2) ** 2) / (2 * v1)
                 - 0.5),
+        Mistake("divide by the variance of the second distribution (var2), not the first",
+                lambda m1, v1, m2, v2: 0.5 * torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / (2 * v1)
+                - 0.5),
+        Mistake("the term var1 / (2 var2) is missing: the fraction is (var1 + (mu1 - mu2)^2) / "
+                "(2 var2)", lambda m1, v1, m2, v2: _kl(m1, v1, m2, v2) - v1 / (2 * v2)),
         Mistake("this is the slide's equal-variance formula (mu1 - mu2)^2 / 2 - 1/2, which is "
                 "wrong (see the Erratum) and ignores the variances",
                 lambda m1, v1, m2, v2: (m1 - m2) ** 2 / 2 - 0.5),
     ]
     from ...gaussians import normal_kl
 
-    spec = Spec("check_kl_gaussian", normal_kl, _kl_cases(), mistakes, atol=1e-8, rtol=1e-6,
+    spec = Spec("check_kl_gaussian", normal_kl, _kl_cases(), mistakes,
                 broadcast_hint="use elementwise torch operations so that tensors of different "
                 "shapes broadcast (no loops, no .item())")
     return run_check(fn, spec, verbose)
@@ -197,6 +210,8 @@ def _product_mistakes() -> list[Mistake]:
             lambda m1, v1, m2, v2: m1 / v1 + m2 / v2,
         "the mean is the sum of the means (that is the mean of a sum of random variables, "
         "not of a product of densities)": lambda m1, v1, m2, v2: m1 + m2,
+        "the mean's weighted sum m1 var2 + m2 var1 is normalised by var1 + var2 (the sum of "
+        "the weights), not by var1 var2": lambda m1, v1, m2, v2: (m1 * v2 + m2 * v1) / (v1 * v2),
     }
     variances = {
         None: lambda m1, v1, m2, v2: v1 * v2 / (v1 + v2),
@@ -228,8 +243,7 @@ def check_product_mean_var(fn: Callable, verbose: bool = True) -> CheckResult:
     from ...gaussians import gaussian_product
 
     spec = Spec("check_product_mean_var", lambda *a: torch.stack(gaussian_product(*a)[:2]),
-                _product_cases(), _product_mistakes(),
-                atol=1e-8, rtol=1e-6)
+                _product_cases(), _product_mistakes())
     return run_check(_pair(fn), spec, verbose)
 
 
@@ -247,6 +261,12 @@ def _kl_mc(m1, v1, m2, v2, eps, *, from_q=False, flip=False, half=0.5, std_as_va
     r = _log_n(x, m1, v1, half, log_std) - _log_n(x, m2, v2, half, log_std)
     r = -r if flip else r
     return r.sum(0) if reduce == "sum" else r.mean(0)
+
+
+def _mc_mixed(m1, v1, m2, v2, eps):
+    """Samples scaled by q's standard deviation: x = mu1 + sqrt(var2) eps."""
+    x = m1 + v2.sqrt() * eps
+    return (_log_n(x, m1, v1) - _log_n(x, m2, v2)).mean(0)
 
 
 def _mc_cases() -> list[Case]:
@@ -285,6 +305,12 @@ def check_kl_monte_carlo(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake("the log-density has -1/2 log(var) = -log(std); you used -log(var) (the log "
                 "of the variance where the log of the standard deviation belongs)",
                 lambda *a: _kl_mc(*a, log_std=True)),
+        Mistake("the log-normalisers -1/2 log(2 pi var) of p and q are missing: they cancel only "
+                "when var1 = var2, so keep the -1/2 log(var) terms",
+                lambda *a: _kl_mc(*a) - 0.5 * torch.log(a[3] / a[1])),
+        Mistake("the samples must come from p: x = mu1 + sqrt(var1) eps; you scaled eps by q's "
+                "standard deviation sqrt(var2)",
+                lambda *a: _mc_mixed(*a)),
         Mistake("you summed the log-ratios; a Monte Carlo estimate averages them (divide "
                 "by the number of samples)", lambda *a: _kl_mc(*a, reduce="sum")),
         Mistake("you returned the closed-form KL; this exercise asks for the Monte Carlo "
@@ -294,7 +320,6 @@ def check_kl_monte_carlo(fn: Callable, verbose: bool = True) -> CheckResult:
     from ...gaussians import normal_kl_monte_carlo
 
     spec = Spec("check_kl_monte_carlo", lambda *a: normal_kl_monte_carlo(*a)[0], _mc_cases(), mistakes,
-                atol=1e-7, rtol=1e-6,
                 broadcast_hint="eps has shape (n,) and the parameters are 0-d tensors: "
                 "average over the n samples and return a 0-d tensor")
     return run_check(fn, spec, verbose)

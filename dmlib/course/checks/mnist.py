@@ -20,8 +20,8 @@ from torch import nn
 
 from ...schedules import Schedule
 from ._core import (Case, CheckResult, Mistake, Spec, _at, _BROADCAST, _OFF_BY_ONE, _schedules, _t,
-                    _x, run_check)
-from .toy2d import _ALPHA_NOT_BAR, toy_eps_model
+                    _x, run_check, wraps)
+from .toy2d import _ALPHA_NOT_BAR, _MODEL_T, toy_eps_model
 
 __all__: list[str] = ["check_image_train_step", "check_respaced_step", "check_frechet_distance"]
 
@@ -44,17 +44,17 @@ class _TinyConvNet(nn.Module):
         return F.conv2d(x, self.weight, self.bias, padding=1) + toy_eps_model(x, t)
 
 
-def _setup(seed: int, lr: float) -> tuple[_TinyConvNet, torch.optim.Optimizer]:
-    model = _TinyConvNet(seed)
+def _setup(seed: int, lr: float, dtype: torch.dtype = _D) -> tuple[_TinyConvNet, torch.optim.Optimizer]:
+    model = _TinyConvNet(seed).to(dtype)
     for i, p in enumerate(model.parameters()):  # stale gradients, as after an earlier step
-        p.grad = 0.5 * _x(tuple(p.shape), seed + 10 + i)
+        p.grad = 0.5 * _x(tuple(p.shape), seed + 10 + i).to(dtype)
     return model, torch.optim.SGD(model.parameters(), lr=lr)
 
 
 def _state(model: nn.Module, loss: float) -> torch.Tensor:
     """The returned loss followed by the updated parameters, as one vector to compare."""
-    return torch.cat([torch.tensor([loss], dtype=_D),
-                      *(p.detach().to(_D).reshape(-1) for p in model.parameters())])
+    ps = [p.detach().reshape(-1) for p in model.parameters()]
+    return torch.cat([torch.tensor([loss], dtype=ps[0].dtype), *ps])
 
 
 def _as_loss(out) -> float:
@@ -71,8 +71,9 @@ def _as_loss(out) -> float:
 def _run_train_step(fn: Callable) -> Callable:
     """Wrap a step ``fn(model, optimizer, schedule, x0, t, eps)`` as a function of the case
     (seed, schedule, x0, t, eps, lr) returning (loss, parameters after the step)."""
+    @wraps(fn)
     def wrapped(seed, s, x0, t, e, lr):
-        model, opt = _setup(seed, lr)
+        model, opt = _setup(seed, lr, x0.dtype)
         with torch.enable_grad():  # the framework calls the function under no_grad
             loss = fn(model, opt, s, x0, t, e)
         return _state(model, _as_loss(loss))
@@ -90,10 +91,10 @@ def _reference_train_step(model, opt, s, x0, t, e) -> float:
 
 
 def _image_loss(model, s, x0, t, e, shift=0, alpha=False, no_sqrt=False, feed_x0=False,
-                target="eps", reduce="mean", power=2):
+                target="eps", reduce="mean", power=2, model_shift=0):
     a = _at(s.alphas if alpha else s.alpha_bar, t, x0, shift)
     xt = a.sqrt() * x0 + ((1 - a) if no_sqrt else (1 - a).sqrt()) * e
-    pred = model(x0 if feed_x0 else xt, t)
+    pred = model(x0 if feed_x0 else xt, t + model_shift)
     err = ({"eps": e, "x0": x0}[target] - pred).abs() ** power
     if reduce == "mean":
         return err.mean()
@@ -103,7 +104,7 @@ def _image_loss(model, s, x0, t, e, shift=0, alpha=False, no_sqrt=False, feed_x0
 
 
 def _train_formula(seed, s, x0, t, e, lr, zero=True, backward=True, step=True, **loss_kw):
-    model, opt = _setup(seed, lr)
+    model, opt = _setup(seed, lr, x0.dtype)
     with torch.enable_grad():
         if zero:
             opt.zero_grad()
@@ -165,9 +166,12 @@ def check_image_train_step(fn: Callable, verbose: bool = True) -> CheckResult:
         Mistake(mean_hint, lambda *c: W(*c, reduce="sum_dims")),
         Mistake("the error is not squared: the loss is the mean SQUARED error",
                 lambda *c: W(*c, power=1)),
+        Mistake(_MODEL_T, lambda *c: W(*c, model_shift=-1)),
+        Mistake(_MODEL_T, lambda *c: W(*c, model_shift=1)),
     ]
     spec = Spec("check_image_train_step", _run_train_step(_reference_train_step), cases,
-                mistakes, broadcast_hint=_BROADCAST)
+                mistakes, broadcast_hint=_BROADCAST,
+                arg_names=("the check's seed", "schedule", "x0", "t", "eps", "lr"))
     return run_check(_run_train_step(fn), spec, verbose)
 
 
@@ -213,7 +217,7 @@ _RESPACED_SHAPES = ("one k serves the whole batch, so the schedule coefficients 
                     "(alpha_bar_0 = 1) at k = 1; the model takes the times as a long (B,) tensor")
 
 
-def check_respaced_step(fn: Callable, verbose: bool = True) -> CheckResult:
+def check_respaced_step(fn: Callable, verbose: bool = True) -> CheckResult:  # long: the mistake list
     """Check Exercise 7.2, ``fn(model, schedule, taus, xt, k, z) -> x_prev``: one step of
     Algorithm 2 on the respaced schedule, from x_{tau_k} to x_{tau_{k-1}}.
 
@@ -319,6 +323,7 @@ def _fd_formula(a, b, two=2.0, mean="sq", ddof=1, root="matrix", rows=False):
 def _as_scalar(fn: Callable) -> Callable:
     """Accept a float, a numpy scalar or a one-element tensor: compare it as a 0-d float64
     tensor. Anything else goes to the framework unchanged (so it reports the shape)."""
+    @wraps(fn)
     def wrapped(a, b):
         out = fn(a, b)
         if isinstance(out, (np.ndarray, np.generic)) or (
@@ -395,6 +400,5 @@ def check_frechet_distance(fn: Callable, verbose: bool = True) -> CheckResult:
     spec = Spec("check_frechet_distance",
                 lambda a, b: torch.tensor(frechet_distance(a, b), dtype=_D), cases, mistakes,
                 broadcast_hint="feats are (N, D) with one sample per row: the means are (D,), "
-                "the covariances (D, D) (torch.cov(feats.T)), and FD is one number",
-                atol=1e-8, rtol=1e-6)
+                "the covariances (D, D) (torch.cov(feats.T)), and FD is one number")
     return run_check(_as_scalar(fn), spec, verbose)

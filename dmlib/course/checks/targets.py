@@ -29,6 +29,8 @@ def _cases(kind: str) -> list[Case]:
              f"images of shape (3, 1, 5, 5) with t = [50, 1, 25] (cosine, T=50)"),
         Case((lin, _x((5, 2), 44), _x((5, 2), 45), 300),
              f"{kind} of shape (5, 2) with the int t = 300"),
+        Case((lin, _x((3, 5, 2), 46), _x((3, 5, 2), 47), _t([1, 1000, 37])),
+             f"{kind} of shape (3, 5, 2) with t = [1, 1000, 37] (linear, T=1000)"),
     ]
 
 
@@ -41,10 +43,11 @@ def check_x0_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
     from ...targets import x0_from_eps
 
     def formula(s, xt, e, t, shift=0, alpha=False, sqrt_num=True, sqrt_den=True, sign=-1.0,
-                divide=True):
+                divide=True, den_noise=False):
         ab = _at(s.alphas if alpha else s.alpha_bar, t, xt, shift)
         num = (1 - ab).sqrt() if sqrt_num else (1 - ab)
         den = ab.sqrt() if sqrt_den else ab
+        den = (1 - ab).sqrt() if den_noise else den
         inner = xt + sign * num * e
         return inner / den if divide else inner * den
 
@@ -59,6 +62,8 @@ def check_x0_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
                 "noise, so removing the noise is a subtraction", lambda *a: formula(*a, sign=1.0)),
         Mistake("you multiplied by sqrt(alpha_bar_t) at the end; solving x_t = sqrt(alpha_bar_t) "
                 "x0 + ... for x0 divides by it", lambda *a: formula(*a, divide=False)),
+        Mistake("you divided by sqrt(1 - alpha_bar_t), the noise's scale; x0 is scaled by "
+                "sqrt(alpha_bar_t) in x_t, so divide by that", lambda *a: formula(*a, den_noise=True)),
         Mistake("you removed the noise but did not undo the scaling of x0 in x_t",
                 lambda s, xt, e, t: xt - (1 - _at(s.alpha_bar, t, xt)).sqrt() * e),
     ]
@@ -76,13 +81,14 @@ def check_mu_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
     from ...posterior import posterior_mean_from_eps
 
     def formula(s, xt, e, t, shift=0, pre_bar=False, den_single=False, sqrt_den=True,
-                sqrt_pre=True, sign=-1.0):
+                sqrt_pre=True, sign=-1.0, sqrt_beta=False, no_pre=False):
         b, a = _at(s.betas, t, xt, shift), _at(s.alphas, t, xt, shift)
         ab = _at(s.alpha_bar, t, xt, shift)
         pre = ab if pre_bar else a
         den = a if den_single else ab
         den = (1 - den).sqrt() if sqrt_den else (1 - den)
-        return (xt + sign * b / den * e) / (pre.sqrt() if sqrt_pre else pre)
+        out = xt + sign * (b.sqrt() if sqrt_beta else b) / den * e
+        return out if no_pre else out / (pre.sqrt() if sqrt_pre else pre)
 
     mistakes = [
         Mistake(_OFF_BY_ONE, lambda *a: formula(*a, shift=-1)),
@@ -99,6 +105,10 @@ def check_mu_from_eps(fn: Callable, verbose: bool = True) -> CheckResult:
                 "by sqrt(alpha_t)", lambda *a: formula(*a, sqrt_pre=False)),
         Mistake("check the sign of the eps term: going back one step removes part of the noise",
                 lambda *a: formula(*a, sign=1.0)),
+        Mistake("the eps coefficient has beta_t itself on top (a variance over a standard "
+                "deviation), not sqrt(beta_t)", lambda *a: formula(*a, sqrt_beta=True)),
+        Mistake("the factor 1/sqrt(alpha_t) in front is missing: it undoes the scaling of "
+                "x_{t-1} by sqrt(alpha_t) in one forward step", lambda *a: formula(*a, no_pre=True)),
         Mistake("you returned x0, the clean data; the posterior mean x~_{t-1} is only one "
                 "step less noisy than x_t",
                 lambda s, xt, e, t: (xt - (1 - _at(s.alpha_bar, t, xt)).sqrt() * e)
@@ -117,10 +127,12 @@ def check_v(fn: Callable, verbose: bool = True) -> CheckResult:
     (shapes: x0, eps (B, ...); t () or (B,)). Chapter 5."""
     from ...targets import v_from_x0_eps
 
-    def formula(s, x0, e, t, shift=0, alpha=False, sqrt=True, swap=False, sign=1.0):
+    def formula(s, x0, e, t, shift=0, alpha=False, sqrt=True, swap=False, sign=1.0,
+                sqrt_a=None, sqrt_b=None, x_sign=-1.0):
         ab = _at(s.alphas if alpha else s.alpha_bar, t, x0, shift)
-        a, b = (ab.sqrt(), (1 - ab).sqrt()) if sqrt else (ab, 1 - ab)
-        return sign * (a * x0 - b * e) if swap else sign * (a * e - b * x0)
+        a = ab.sqrt() if (sqrt if sqrt_a is None else sqrt_a) else ab
+        b = (1 - ab).sqrt() if (sqrt if sqrt_b is None else sqrt_b) else 1 - ab
+        return sign * (a * x0 + x_sign * b * e) if swap else sign * (a * e + x_sign * b * x0)
 
     mistakes = [
         Mistake(_OFF_BY_ONE, lambda *a: formula(*a, shift=-1)),
@@ -134,6 +146,14 @@ def check_v(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda *a: formula(*a, swap=True, sign=-1.0)),
         Mistake("the overall sign is flipped: we use the convention v = (+ ... eps) - ( ... x0)",
                 lambda *a: formula(*a, sign=-1.0)),
+        Mistake("the x0 term enters with a minus sign: v = sqrt(alpha_bar_t) eps - "
+                "sqrt(1 - alpha_bar_t) x0", lambda *a: formula(*a, x_sign=1.0)),
+        Mistake("that is x_t, the noised sample (x0 and eps with the same coefficients, both "
+                "added), not v", lambda *a: formula(*a, swap=True, x_sign=1.0)),
+        Mistake(_NO_SQRT.replace("a square root is missing", "a square root is missing on one "
+                "factor"), lambda *a: formula(*a, sqrt_b=False)),
+        Mistake(_NO_SQRT.replace("a square root is missing", "a square root is missing on one "
+                "factor"), lambda *a: formula(*a, sqrt_a=False)),
         Mistake("the slide's 'x_0 eps' means a LINEAR combination a x0 + b eps, not the "
                 "elementwise product x0 * eps",
                 lambda s, x0, e, t: _at(s.alpha_bar, t, x0).sqrt()

@@ -42,6 +42,8 @@ def _batch_t(t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 _ALPHA_NOT_BAR = ("you used the single-step alpha_t where x_t ~ q(x_t | x_0) needs alpha_bar_t, "
                   "the product of all alphas up to t")
+_MODEL_T = ("the model is called at the wrong time: x_t was made with alpha_bar_t, so call "
+            "model(x_t, t) with the same t (not t - 1 or t + 1)")
 _ALGO2_SIGMA = ("sigma_t is a standard deviation: with sigma_t^2 = beta_t the noise is "
                 "sqrt(beta_t) * z, not beta_t * z")
 
@@ -49,18 +51,22 @@ _ALGO2_SIGMA = ("sigma_t is a standard deviation: with sigma_t^2 = beta_t the no
 # --------------------------------------------------------------------------------------
 # Exercise 6.1: Algorithm 1, the simple loss for given t and eps
 def _loss_formula(s, x0, t, e, shift=0, alpha=False, no_sqrt=False, feed_x0=False,
-                  target="eps", reduce="mean", power=2):
+                  target="eps", reduce="mean", power=2, model_shift=0, root=False):
     a = _at(s.alphas if alpha else s.alpha_bar, t, x0, shift)
     if no_sqrt:
         xt = a.sqrt() * x0 + (1 - a) * e
     else:
         xt = a.sqrt() * x0 + (1 - a).sqrt() * e
-    pred = toy_eps_model(x0 if feed_x0 else xt, _batch_t(t, x0))
+    pred = toy_eps_model(x0 if feed_x0 else xt, _batch_t(t, x0) + model_shift)
     tgt = {"eps": e, "x0": x0, "xt": xt}[target]
     err = (tgt - pred).abs() ** power
     if reduce == "mean":
-        return err.mean()
-    return err.reshape(x0.shape[0], -1).sum(1).mean()
+        out = err.mean()
+    elif reduce == "total":
+        out = err.sum()
+    else:
+        out = err.reshape(x0.shape[0], -1).sum(1).mean()
+    return out.sqrt() if root else out
 
 
 def check_simple_loss(fn: Callable, verbose: bool = True) -> CheckResult:
@@ -100,6 +106,13 @@ def check_simple_loss(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, reduce="sum")),
         Mistake("the error is not squared: the loss is the mean SQUARED error",
                 lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, power=1)),
+        Mistake("you summed the squared errors over the batch and the dimensions; the simple "
+                "loss takes their MEAN (like F.mse_loss)",
+                lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, reduce="total")),
+        Mistake(_MODEL_T, lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, model_shift=-1)),
+        Mistake(_MODEL_T, lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, model_shift=1)),
+        Mistake("you took a square root (an RMS error): the loss is the mean squared error "
+                "itself", lambda m, s, x0, t, e: _loss_formula(s, x0, t, e, root=True)),
     ]
     spec = Spec("check_simple_loss",
                 lambda m, s, x0, t, e: diffusion_loss(m, s, x0, "eps", "simple", t=t, eps=e),
@@ -110,8 +123,8 @@ def check_simple_loss(fn: Callable, verbose: bool = True) -> CheckResult:
 # --------------------------------------------------------------------------------------
 # Exercise 6.2: Algorithm 2, one ancestral step with given z
 def _step_formula(s, xt, t, z, shift=0, inv_sqrt="alpha", eps_coef="sqrt", noise="std",
-                  noise_at_1=False, var="beta", sign=1.0):
-    tb = _batch_t(t, xt)
+                  noise_at_1=False, var="beta", sign=1.0, model_shift=0):
+    tb = _batch_t(t, xt) + model_shift
     eps = toy_eps_model(xt, tb)
     a, ab, b = (_at(v, t, xt, shift) for v in (s.alphas, s.alpha_bar, s.betas))
     c = {"sqrt": b / (1 - ab).sqrt(), "none": b / (1 - ab), "x0": (1 - ab).sqrt()}[eps_coef]
@@ -123,7 +136,7 @@ def _step_formula(s, xt, t, z, shift=0, inv_sqrt="alpha", eps_coef="sqrt", noise
     return mean + sign * (v.sqrt() if noise == "std" else v) * z
 
 
-def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
+def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:  # long: the mistake list
     """Check ``fn(model, schedule, xt, t, z) -> x_{t-1}`` against one step of Algorithm 2
     with sigma_t^2 = beta_t:
 
@@ -172,6 +185,15 @@ def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
                 lambda m, s, xt, t, z: F(s, xt, t, z, sign=-1.0)),
         Mistake(_OFF_BY_ONE, lambda m, s, xt, t, z: F(s, xt, t, z, shift=-1)),
         Mistake(_OFF_BY_ONE, lambda m, s, xt, t, z: F(s, xt, t, z, shift=1)),
+        Mistake(_MODEL_T.replace("x_t was made with alpha_bar_t", "the step starts from x_t"),
+                lambda m, s, xt, t, z: F(s, xt, t, z, model_shift=-1)),
+        Mistake(_MODEL_T.replace("x_t was made with alpha_bar_t", "the step starts from x_t"),
+                lambda m, s, xt, t, z: F(s, xt, t, z, model_shift=1)),
+        Mistake("you returned the estimate of x0 (x_t - sqrt(1 - alpha_bar_t) eps_theta) / "
+                "sqrt(alpha_bar_t); one step of Algorithm 2 goes only from x_t to x_{t-1}",
+                lambda m, s, xt, t, z: (xt - (1 - _at(s.alpha_bar, t, xt)).sqrt()
+                                        * toy_eps_model(xt, _batch_t(t, xt)))
+                / _at(s.alpha_bar, t, xt).sqrt()),
     ]
     spec = Spec("check_ancestral_step", reference, cases, mistakes, broadcast_hint=_BROADCAST)
     return run_check(fn, spec, verbose)
@@ -180,14 +202,14 @@ def check_ancestral_step(fn: Callable, verbose: bool = True) -> CheckResult:
 # --------------------------------------------------------------------------------------
 # Exercise 6.3: one KL term L_{t-1} of the negative ELBO
 def _kl_formula(s, x0, xt, t, shift=0, const=True, sigma="var", var="beta", half=True,
-                reverse=False, reduce="sum"):
+                reverse=False, reduce="sum", model_shift=0, pre_bar=False, const_once=False):
     from ...posterior import posterior_mean
 
-    tb = _batch_t(t, x0)
+    tb = _batch_t(t, x0) + model_shift
     eps = toy_eps_model(xt, tb)
     a, ab, b = (_at(v, t, xt, shift) for v in (s.alphas, s.alpha_bar, s.betas))
     bt = _at(s.posterior_variance, t, xt, shift)
-    mu_theta = (xt - b / (1 - ab).sqrt() * eps) / a.sqrt()
+    mu_theta = (xt - b / (1 - ab).sqrt() * eps) / (ab if pre_bar else a).sqrt()
     mu_q = posterior_mean(s, x0, xt, t) if shift == 0 else (
         _at(s.posterior_mean_coef_x0, t, xt, shift) * x0 + _at(s.posterior_mean_coef_xt, t, xt, shift) * xt)
     s2 = b if var == "beta" else bt
@@ -197,7 +219,10 @@ def _kl_formula(s, x0, xt, t, shift=0, const=True, sigma="var", var="beta", half
     else:
         den = s2 if sigma == "var" else s2.sqrt()
         quad = sq / (2 * den) if half else sq / den
-        kl = quad + (0.5 * (torch.log(s2 / bt) + bt / s2 - 1) if const else 0.0)
+        cst = 0.5 * (torch.log(s2 / bt) + bt / s2 - 1)
+        if const_once:
+            return quad.reshape(x0.shape[0], -1).sum(1) + cst.reshape(-1)
+        kl = quad + (cst if const else 0.0)
     kl = kl.reshape(x0.shape[0], -1)
     return kl.sum(1) if reduce == "sum" else kl.mean(1)
 
@@ -249,6 +274,15 @@ def check_kl_term(fn: Callable, verbose: bool = True) -> CheckResult:
                 "not the mean", lambda m, s, x0, xt, t: K(s, x0, xt, t, reduce="mean")),
         Mistake(_OFF_BY_ONE, lambda m, s, x0, xt, t: K(s, x0, xt, t, shift=-1)),
         Mistake(_OFF_BY_ONE, lambda m, s, x0, xt, t: K(s, x0, xt, t, shift=1)),
+        Mistake(_MODEL_T.replace("x_t was made with alpha_bar_t", "mu_theta is the mean at t"),
+                lambda m, s, x0, xt, t: K(s, x0, xt, t, model_shift=-1)),
+        Mistake(_MODEL_T.replace("x_t was made with alpha_bar_t", "mu_theta is the mean at t"),
+                lambda m, s, x0, xt, t: K(s, x0, xt, t, model_shift=1)),
+        Mistake("mu_theta divides by sqrt(alpha_t), the single step, not by sqrt(alpha_bar_t)",
+                lambda m, s, x0, xt, t: K(s, x0, xt, t, pre_bar=True)),
+        Mistake("the constant term is per dimension: sum it over the d dimensions like the "
+                "squared distance (you added it once per example)",
+                lambda m, s, x0, xt, t: K(s, x0, xt, t, const_once=True)),
     ]
     spec = Spec("check_kl_term", reference, cases, mistakes, broadcast_hint=_BROADCAST)
     return run_check(fn, spec, verbose)
