@@ -180,3 +180,45 @@ def test_errors():
         ddpm_sample(model, sched, (3, 2), x_T=torch.zeros(3, 3, dtype=D))
     with pytest.raises(ValueError, match="trajectory_steps must hold visited times"):
         ddpm_sample(model, sched, (3, 2), dtype=D, return_trajectory=True, trajectory_steps=[11])
+
+
+def test_sample_with_steps_runs_the_respaced_chain_with_original_time_keys():
+    from dmlib.respacing import RespacedModel, respace
+    from dmlib.sampling import sample
+    from dmlib.spec import DiffusionSpec
+
+    spec = DiffusionSpec("linear", 20, "eps")
+    sched = spec.make_schedule()
+    model = _optimal_eps_model(sched)
+    x, traj = sample(model, spec, (5, 2), steps=4, generator=torch.Generator().manual_seed(1),
+                     dtype=D, return_trajectory=True)
+    assert list(traj) == [20, 15, 10, 5, 0]  # tau_k = round(k T / S), then the samples
+    s4, taus = respace(sched, 4)
+    ref = ddpm_sample(RespacedModel(model, taus), s4, (5, 2), dtype=D,
+                      generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(x, ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        sample(model, spec, (5, 2), sampler="euler")
+    with pytest.raises(ValueError, match="trained to predict 'eps'"):
+        sample(model, spec, (5, 2), prediction_type="v")
+
+
+def test_a_registered_step_function_is_used_by_the_one_loop(monkeypatch):
+    """Adding a sampler is one function and one SAMPLERS entry (CONTRIBUTING's recipe)."""
+    from dmlib import sampling
+    from dmlib.spec import DiffusionSpec
+
+    calls = []
+
+    def mean_only(model, schedule, xt, t, ctx):  # DDPM without noise
+        calls.append(t)
+        out = model(xt, torch.full((xt.shape[0],), t))
+        return p_mean_var(schedule, out, xt, t, ctx.prediction_type, ctx.variance)[0]
+
+    monkeypatch.setitem(sampling.SAMPLERS, "mean_only", mean_only)
+    spec = DiffusionSpec("linear", 10)
+    model = _optimal_eps_model(spec.make_schedule())
+    x_T = torch.randn(3, 2, dtype=D, generator=torch.Generator().manual_seed(0))
+    a = sampling.sample(model, spec, (3, 2), "mean_only", x_T=x_T)
+    b = sampling.sample(model, spec, (3, 2), "mean_only", x_T=x_T)
+    assert calls == list(range(10, 0, -1)) * 2 and torch.equal(a, b)
