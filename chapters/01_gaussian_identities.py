@@ -32,6 +32,21 @@
 # Notation: $\mathcal N(\mu, \sigma^2)$ has the **variance** second (`var` in code;
 # the standard deviation $\sigma$ is `std`). Mixing the two is the most common slip in this
 # material, and the checks in the exercises look for it.
+#
+# **Objectives.** After this chapter you can
+#
+# * derive the distribution of $a x + b y$ for independent Gaussians, and say why
+#   independence is needed;
+# * derive and compute the KL divergence between two Gaussians, in 1-D and for diagonal
+#   and isotropic Gaussians in $d$ dimensions, and estimate it by Monte Carlo with an error
+#   bar;
+# * show that the equal-variance KL is a squared distance between means, and spot the
+#   slide's error in it;
+# * multiply two Gaussian densities (precisions add, the mean is precision-weighted), the
+#   step behind chapter 4's posterior.
+#
+# Sections marked **Optional depth ▸** are second checks you can skip (chapter 0 explains
+# the markers).
 
 # %%
 import math
@@ -124,7 +139,10 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# ### Why independence matters
+# ### Optional depth ▸ Why independence matters
+#
+# *Skip it and you miss two counterexamples; the rest of the course only uses the fact that
+# diffusion's noise is drawn independently at every step.*
 #
 # The proof used independence once, to factorise $\mathbb E[e^{sx}e^{sy}]$. Without it two
 # things can go wrong.
@@ -284,7 +302,23 @@ for mu1, var1, mu2, var2 in pairs:
           f"{fmt(quad, 6):>10}   {abs(closed - quad) < 1e-8}        {ok_mc}")
 
 # %% [markdown]
-# **KL is not symmetric.** $\mathrm{KL}(p\,\|\,q)$ averages under $p$; swapping the
+# **KL is not symmetric.**
+#
+# > **Think first.** Which is larger, $\mathrm{KL}(\mathcal N(0, 1)\,\|\,\mathcal N(1, 4))$
+# > or $\mathrm{KL}(\mathcal N(1, 4)\,\|\,\mathcal N(0, 1))$? Decide from the definition
+# > $\mathbb E_{x\sim p}[\log p(x) - \log q(x)]$ before computing anything.
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# The second. KL$(p\,\|\,q)$ averages the log-ratio over samples from $p$. When $p$ is
+# the wide $\mathcal N(1, 4)$ and $q$ the narrow $\mathcal N(0, 1)$, many samples of $p$ land
+# in the tails of $q$, where $\log q$ is very negative and the log-ratio large. The other way
+# round, samples of the narrow $p$ all sit where the wide $q$ is reasonably large. The formula
+# gives $0.443$ and $1.307$ nats.
+#
+# </details>
+#
+# $\mathrm{KL}(p\,\|\,q)$ averages under $p$; swapping the
 # arguments changes the value. In the ELBO (chapter 4) the order is fixed by the derivation:
 # $\mathrm{KL}(q(x_{t-1}\mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t))$.
 
@@ -372,6 +406,9 @@ plt.show()
 # %% [markdown]
 # ### In $d$ dimensions: diagonal and isotropic Gaussians
 #
+# *The two formulas below are core (chapter 4 uses the isotropic one); the check against
+# the full-covariance formula after them is optional depth.*
+#
 # A Gaussian with diagonal covariance $\mathrm{diag}(\sigma_1^2, \dots, \sigma_d^2)$ is $d$
 # independent 1-D Gaussians, and the KL of product distributions is the sum of the
 # coordinates' KLs (the log of a product is a sum):
@@ -386,6 +423,11 @@ plt.show()
 #   = \frac{d\,\sigma_1^2 + \|\mu_1-\mu_2\|^2}{2\sigma_2^2} + \frac d2\log\frac{\sigma_2^2}{\sigma_1^2} - \frac d2 .$$
 #
 # dmlib: `normal_kl_diag` and `normal_kl_isotropic` (coordinates in the last dimension).
+#
+# #### Optional depth ▸ checking them against the general formula
+#
+# *Skip it and you miss a second, independent check of the two formulas above.*
+#
 # The independent reference is the general formula for full covariances,
 # $\tfrac12\big[\mathrm{tr}(\Sigma_2^{-1}\Sigma_1) + (\mu_2-\mu_1)^\top\Sigma_2^{-1}(\mu_2-\mu_1) - d
 # + \log\frac{\det\Sigma_2}{\det\Sigma_1}\big]$, computed with `numpy.linalg`, and Monte Carlo
@@ -459,6 +501,20 @@ for dmu, sigma in [(0.0, 1.0), (1.0, 1.0), (1.0, 0.5), (2.0, 2.0), (0.5, 0.1)]:
 # The slide: "Product of two Gaussians PDFs is a Gaussian. Why? Gaussian $\Leftrightarrow$
 # $\log p(x)$ has quadratic form!" A density whose log is a concave quadratic in $x$ is a
 # Gaussian, and a sum of two quadratics is a quadratic. Let us make it exact.
+#
+# > **Think first.** Multiply the densities of $\mathcal N(0, 1)$ and $\mathcal N(2, 1)$
+# > pointwise and normalise the result. Where is its mean, and is it wider or narrower than
+# > either factor? Compare with the *sum* $x + y$ of two independent draws.
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# The mean is $1$, halfway (the factors are equally sharp), and the variance is $1/2$:
+# narrower than either factor, because a point must be likely under *both* densities. Its
+# log is $-\tfrac12 x^2 - \tfrac12 (x-2)^2 + \text{const} = -(x-1)^2 + \text{const}$, which is
+# $\mathcal N(1, \tfrac12)$. The sum of two independent draws is $\mathcal N(2, 2)$: wider.
+# Products of densities combine evidence; sums of variables add uncertainty.
+#
+# </details>
 #
 # **Derivation.** Write precisions $\lambda_i = 1/\sigma_i^2$. Up to terms without $x$,
 #
@@ -573,7 +629,12 @@ print(f"mean: grid ({fmt(mean_grid[0], 5)}, {fmt(mean_grid[1], 5)}), "
       f"closed form ({fmt(mean2d[0], 5)}, {fmt(mean2d[1], 5)})")
 
 # %% [markdown]
-# **Why this matters: the posterior $q(x_{t-1} \mid x_t, x_0)$ (chapter 4).** By Bayes' rule,
+# **Why this matters: the posterior $q(x_{t-1} \mid x_t, x_0)$ (chapter 4).** This preview uses
+# chapter 0's notation: $\beta_t$ is the variance of the noise added at step $t$,
+# $\alpha_t = 1 - \beta_t$, and $\bar\alpha_t = \alpha_1\alpha_2\cdots\alpha_t$ is the share
+# of the signal's variance left after $t$ steps, so that $x_t$ given $x_0$ is
+# $\mathcal N(\sqrt{\bar\alpha_t}\,x_0,\ 1 - \bar\alpha_t)$ (the two-step example of
+# section 1 is the case $t = 2$; chapter 3 proves it for every $t$). By Bayes' rule,
 # $q(x_{t-1} \mid x_t, x_0) \propto q(x_t \mid x_{t-1})\, q(x_{t-1} \mid x_0)$, a product of two
 # Gaussian densities *in* $x_{t-1}$:
 #
@@ -654,5 +715,18 @@ widgets.interact(plot_identities,
 # | C1.3 equal variances | $\frac{(\mu_1-\mu_2)^2}{2\sigma^2}$ (**not** the slide's $\frac{(\mu_1-\mu_2)^2}2-\frac12$) | `normal_kl` | `quad` |
 # | C1.4 product of densities | $Z\,\mathcal N(\mu,\sigma^2)$, $\frac1{\sigma^2}=\sum\frac1{\sigma_i^2}$, $\mu=\sigma^2\sum\frac{\mu_i}{\sigma_i^2}$, $Z=\mathcal N(\mu_1;\mu_2,\sigma_1^2+\sigma_2^2)$ | `gaussian_product`, `gaussian_product_diag` | `quad`, grid integration, dmlib's posterior |
 #
-# Next: chapter 2 (normalizing flows) and chapter 3, where C1.1 turns a thousand small
-# noising steps into one.
+# ## You can now
+#
+# * [ ] write down the mean and variance of $a x + b y$ for independent Gaussians, and give
+#   an example where dropping independence breaks it;
+# * [ ] derive the KL between two 1-D Gaussians from its definition, and extend it to
+#   diagonal and isotropic Gaussians in $d$ dimensions;
+# * [ ] estimate a KL by Monte Carlo and say how its error bar shrinks with the sample size;
+# * [ ] explain why KL$(p\,\|\,q) \ne$ KL$(q\,\|\,p)$, and which is larger when $p$ is wide;
+# * [ ] show that with equal variances the KL is $\|\mu_1 - \mu_2\|^2/(2\sigma^2)$, and
+#   refute the slide's version with one number;
+# * [ ] multiply two Gaussian densities by completing the square, and say why the product is
+#   sharper than either factor.
+#
+# Next: chapter 3, where C1.1 turns a thousand small noising steps into one. Chapter 2
+# (normalizing flows) is optional on the way to DDPM.
