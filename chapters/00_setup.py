@@ -166,7 +166,10 @@ ax = image_grid(rows[idx].clamp(-1, 1), nrow=len(ts), value_range=(-1, 1),
 #   typing) are checked automatically; see section 4 below.
 # * **Optional depth ▸** in a heading marks a detour: a second independent check, a
 #   benchmark, a proof of a side fact. The line under it says what you miss if you skip
-#   it; nothing later on the core path depends on it.
+#   it; nothing later on the core path depends on its *ideas*. Skipping means not reading:
+#   still run its cells (Shift+Enter through them), since later cells may use a variable
+#   defined there. Chapter 4 is split the same way into a core part 1 and an optional
+#   part 2.
 #
 # **From the lecture's slides to the chapters.**
 #

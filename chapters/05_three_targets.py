@@ -30,6 +30,16 @@
 #
 # Notation: $\alpha_t = 1 - \beta_t$, $\bar\alpha_t = \prod_{s \le t} \alpha_s$, $t = 1..T$,
 # and `sched.alpha_bar[t]` is $\bar\alpha_t$ (chapter 0).
+#
+# **Objectives.** After this chapter you can
+#
+# * convert a prediction of any one of $\tilde x_{t-1}$, $x_0$, $\epsilon$ and $v$ into the
+#   others, given $x_t$ and $t$;
+# * derive the weights that make the losses on the different targets equal, and explain
+#   why they span many orders of magnitude;
+# * say which linear combinations of $x_0$ and $\epsilon$ can serve as a target;
+# * find the optimal prediction for simple data by an argument, not a formula;
+# * explain, with measured numbers, why equivalent targets still train differently.
 
 # %%
 import math
@@ -333,7 +343,12 @@ except ValueError as err:
 # What do the four targets look like? For 300 points of a 2-D data set (a Gaussian mixture
 # on a $3 \times 3$ grid, chapter 6) and one draw of noise, the grey cloud is $x_t$ (what the
 # network sees) and the coloured cloud the target it must output, at several $t$ ($T = 100$,
-# linear schedule):
+# linear schedule).
+#
+# > **Think first.** Before you look: the network sees only $x_t$. For the $x_0$ target and
+# > for the $\epsilon$ target, is its job easy or hard at small $t$ (little noise)? At large
+# > $t$ (almost pure noise)? And how far is the $\mu$ target from $x_t$? Write one line per
+# > target; the paragraph under the figure answers.
 
 # %%
 from dmlib.data import default_gmm2d, make_toy
@@ -409,6 +424,45 @@ def show_targets(t: int = 30, schedule: str = "linear") -> None:
 
 
 widgets.interact(show_targets, t=widgets.IntSlider(30, 1, 100, 1), schedule=["linear", "cosine"]);
+
+# %% [markdown]
+# **Exercise 5.4 (★★★ stretch: an idea, not a formula).** Suppose the data is itself
+# standard normal, $x_0 \sim \mathcal N(0, I)$. What is the *best possible* $\epsilon$-prediction
+# $\mathbb E[\epsilon \mid x_t]$? No formula above gives it. Write
+# `optimal_eps_std_normal(schedule, xt, t)` (shapes as in exercise 5.1). Hint: by (2),
+# $(\epsilon, x_t)$ is jointly Gaussian, and for jointly Gaussian $(u, w)$ with mean zero,
+# $\mathbb E[u \mid w] = \frac{\mathrm{Cov}(u, w)}{\mathrm{Var}(w)}\,w$.
+#
+# Then, without code: what is the best $v$-prediction for this data?
+
+# %%
+def optimal_eps_std_normal(schedule: Schedule, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.extract(schedule.alpha_bar, t, xt)
+    return torch.sqrt(1 - alpha_bar) * xt
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_optimal_eps_std_normal(optimal_eps_std_normal)
+
+# %% [markdown]
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ with independent standard
+# normal $x_0$ and $\epsilon$, so $\mathrm{Var}(x_t) = \bar\alpha_t + 1 - \bar\alpha_t = 1$ and
+# $\mathrm{Cov}(\epsilon, x_t) = \sqrt{1-\bar\alpha_t}$:
+# $$\mathbb E[\epsilon \mid x_t] = \sqrt{1-\bar\alpha_t}\;x_t,\qquad
+# \mathbb E[x_0 \mid x_t] = \sqrt{\bar\alpha_t}\;x_t .$$
+# The tempting answer $x_t/\sqrt{1-\bar\alpha_t}$ pretends $x_0 = 0$; but $x_0$ is random, and
+# $x_t$ is evidence about it too. The best $v$-prediction is
+# $\sqrt{\bar\alpha_t}\,\mathbb E[\epsilon\mid x_t] - \sqrt{1-\bar\alpha_t}\,\mathbb E[x_0\mid x_t] = 0$
+# at every $t$: for this data $v$ is independent of $x_t$ (the rotation of section 3 maps
+# the standard normal pair $(x_0, \epsilon)$ to a standard normal pair $(x_t, v)$).
+#
+# </details>
 
 # %% [markdown]
 # ## 4. Equivalent in principle, different in practice (C5.4)
@@ -658,6 +712,19 @@ torch.set_num_threads(n_threads)  # back to the default set before section 4
 #   is a rotation of $(x_0, \epsilon)$.
 # * In practice the choice matters: the implied weights span many orders of magnitude over
 #   $t$, and the targets differ in how hard they are at each $t$.
+#
+# ### You can now
+#
+# * [ ] convert an $\epsilon$-prediction into $x_0$ and into the posterior mean, and back,
+#   at any $t$, and say which conversions amplify errors at large $t$;
+# * [ ] derive $c_{x_0}(t)$ and $c_\epsilon(t)$ from the two equations of the slide, and
+#   read their ratio as the SNR;
+# * [ ] decide whether a linear combination of $x_0$ and $\epsilon$ is a usable target
+#   (it must not be a multiple of $x_t$), and find its ELBO weight;
+# * [ ] find the best possible prediction for standard normal data by conditioning a
+#   joint Gaussian;
+# * [ ] explain, with the measured losses and bounds of section 4, why $\epsilon$ with the
+#   simple loss is DDPM's default.
 #
 # Chapter 6 trains DDPM's choice ($\epsilon$, simple loss) on several 2-D data sets and
 # measures the samples' quality.
