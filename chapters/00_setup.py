@@ -128,32 +128,35 @@ ax = image_grid(rows[idx].clamp(-1, 1), nrow=len(ts), value_range=(-1, 1),
 # 7. *(Optional path)* Explain normalizing flows and continuous normalizing flows, the
 #    model family diffusion is compared with, and which chapter 8 connects to diffusion.
 #
-# **The path and the time.** The core path, 0 → 1 → 3 → 4 (core part) → 5 → 6 → 7, takes
-# about 10 hours; everything optional adds about 3.5 more. Chapter 2 (flows) is not needed
-# for chapters 3 to 7: skip it on a DDPM-only path and come back before chapter 8, which
-# builds on it.
+# **The path and the time.** The core path, 0 → 1 → 3 → 4 (part 1) → 5 → 6 → 7, takes
+# about 12 hours; everything optional (chapter 2, chapter 4's part 2, the sections marked
+# *Optional depth ▸*) adds about 3 more. Chapter 2 (flows) is not needed for chapters 3 to
+# 7: skip it on a DDPM-only path and come back before chapter 8, which builds on it.
 #
 # ```
 #   0 start here ──► 1 Gaussians ──► 3 forward process ──► 4 ELBO → L2 ──► 5 targets ──► 6 2-D ──► 7 MNIST
-#                        │                                                              │
-#                        └──► 2 flows and CNFs (optional here) ─────────────────────────┴──► 8 (to come)
+#                        │                                  (part 1 core,                   │
+#                        │                                   part 2 optional)               │
+#                        └──► 2 flows and CNFs (optional here) ─────────────────────────────┴──► 8 (to come)
 # ```
 #
-# | # | chapter | core path | all, with optional depth | runs (full mode, 2-core CPU) | exercises |
+# | # | chapter | core path | with optional depth | runs (full mode, 2-core CPU) | exercises |
 # |---|---|---|---|---|---|
-# | 0 | start here | 0.5 h | 0.5 h | 10 s | 3 ★ |
-# | 1 | Gaussian identities | 1.4 h | 1.8 h | 9 s | ★, ★★ ×3 |
-# | 2 | flows and CNFs | optional | 2.0 h | 76 s | ★, ★★, ★★★ |
-# | 3 | the forward process | 1.5 h | 2.0 h | 14 s | ★, ★★ ×3, ★★★ |
-# | 4 | from the ELBO to an L2 loss | 1.3 h (sections 1–6) | 2.4 h | 26 s | ★★ ×3, ★★★ ×2 |
-# | 5 | three targets | 1.7 h | 1.7 h | 3.5 min | ★ ×2, ★★, ★★★ |
-# | 6 | training and sampling on 2-D data | 1.9 h | 2.2 h | 3.7 min | ★★ ×2, ★★★ ×2 |
-# | 7 | MNIST | 1.6 h | 1.8 h | 8 min | ★, ★★, ★★★ |
+# | 0 | start here | 1.0 h | 1.0 h | about 10 s | ★ ×3 |
+# | 1 | Gaussian identities | 1.5 h | 1.75 h | 9 s | ★, ★★ ×3 |
+# | 2 | flows and CNFs | optional | 1.5 h | 76 s | ★, ★★ ×2 |
+# | 3 | the forward process | 2.1 h | 2.3 h | 14 s | ★, ★★ ×3, ★★★ |
+# | 4 | from the ELBO to an L2 loss | 1.3 h (part 1) | 2.3 h | 26 s | ★, ★★ ×2; ★★★ in part 2 |
+# | 5 | three targets | 1.9 h | 1.9 h | 3.5 min | ★ ×2, ★★, ★★★ |
+# | 6 | training and sampling on 2-D data | 2.4 h | 2.4 h | 3.7 min | ★★ ×3, ★★★ |
+# | 7 | MNIST | 1.7 h | 1.8 h | 8 min | ★, ★★ ×2 |
+# | | **total** | **about 12 h** | **about 15 h** | | |
 #
-# These times are **estimates, not measurements on students**: careful reading at 100
-# words a minute, reading code at 10 lines a minute, the measured full-mode run time, 5
-# minutes per ★ exercise, 15 per ★★, 30 per ★★★, and 5 per thinking question. Tell us what
-# you measure.
+# These times are **estimates, not measurements on students**, computed from each
+# chapter's source: careful reading of the text at 100 words a minute, reading and running
+# the code at 15 lines a minute, the measured full-mode run time, 5 minutes per ★ exercise,
+# 15 per ★★, 30 per ★★★, and 5 per thinking question. A lab session of 90 minutes covers
+# about one chapter. Tell us what you measure.
 #
 # **How each chapter is built.**
 #
