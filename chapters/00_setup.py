@@ -351,12 +351,14 @@ for k in tqdm(range(dmlib.quick(100, 2000)), desc="a long loop"):
 # `### BEGIN SOLUTION` and `### END SOLUTION`; the next cell **checks** it against dmlib's
 # reference on seeded inputs (several shapes and timesteps) and prints `PASS`, or `FAIL`
 # with a hint about what is wrong (a shape, a scale, the wrong $\alpha$, $t$ off by one).
-# In the student version (`make student`) the solution is replaced by
+# In the version you work on, the solution is replaced by
 # `raise NotImplementedError()`; the check then says `NOT IMPLEMENTED YET`, and the
 # chapter carries on with dmlib's reference, so it still runs to the end.
 #
-# Each exercise carries a difficulty label: ★ warm-up (one formula, a few minutes),
-# ★★ core (the chapter's main idea, 10 to 20 minutes), ★★★ stretch (longer; good homework).
+# Each exercise carries a difficulty label, rated by the ideas it needs: ★ warm-up (one
+# formula shown just above, a few minutes), ★★ core (the chapter's main idea, 10 to 20
+# minutes), ★★★ stretch (the formula is not on the page: you derive it first; good
+# homework).
 #
 # **Exercise 0.1 (★ warm-up).** Write `alpha_bar_from_betas(betas)`: given the betas
 # $\beta_1..\beta_T$ (shape `(T,)`), return $\bar\alpha_1..\bar\alpha_T$ (shape `(T,)`),

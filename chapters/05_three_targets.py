@@ -512,7 +512,7 @@ plt.show()
 # emphasis of $x_0$. Simple $\mu$ is the ELBO times $2\sigma_t^2$: it under-weights small $t$,
 # where $\sigma_t^2$ is small. Now train all eight
 # combinations. `dmlib.training.train` takes a `loss_fn(model, batch, generator)`; the
-# quick switch shortens training in CI (the text discusses the full run).
+# quick switch shortens training in quick mode (the text discusses the full run).
 
 # %%
 from dmlib.models import MLPConfig, MLPDenoiser
