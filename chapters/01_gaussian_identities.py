@@ -738,7 +738,7 @@ widgets.interact(plot_identities,
 # | C1.3 equal variances | $\frac{(\mu_1-\mu_2)^2}{2\sigma^2}$ (**not** the slide's $\frac{(\mu_1-\mu_2)^2}2-\frac12$) | `normal_kl` | `quad` |
 # | C1.4 product of densities | $Z\,\mathcal N(\mu,\sigma^2)$, $\frac1{\sigma^2}=\sum\frac1{\sigma_i^2}$, $\mu=\sigma^2\sum\frac{\mu_i}{\sigma_i^2}$, $Z=\mathcal N(\mu_1;\mu_2,\sigma_1^2+\sigma_2^2)$ | `gaussian_product`, `gaussian_product_diag` | `quad`, grid integration, dmlib's posterior |
 #
-# ## You can now
+# ### You can now
 #
 # * [ ] write down the mean and variance of $a x + b y$ for independent Gaussians, and give
 #   an example where dropping independence breaks it;

@@ -811,7 +811,7 @@ widgets.interact(show_schedule, schedule=["linear", "cosine", "sigmoid"],
 # `q_iterate`), `dmlib.schedules` (`Schedule.linear/cosine/sigmoid`, `cosine_alpha_bar`,
 # `make_schedule`) and `dmlib.losses.prior_kl`.
 #
-# ## You can now
+# ### You can now
 #
 # * [ ] write one noising step and say why the slide's $\sqrt{\beta_t}\,I$ cannot be the
 #   covariance;
