@@ -51,6 +51,8 @@ from dmlib.sampling import ddpm_sample, sample
 from dmlib.schedules import Schedule
 
 gen = dmlib.seed_everything(0)  # every chapter starts like this: reproducible results
+n_threads = torch.get_num_threads()
+torch.set_num_threads(1)        # small models: one thread is fastest, even on a busy machine
 gmm = default_gmm2d()           # the "data": a mixture of Gaussians in 2-D
 data = gmm.sample(1000, generator=1)
 sched = Schedule.linear(T=1000)                 # how much noise each of the T steps adds
@@ -92,6 +94,7 @@ rows = torch.cat([img_traj[t][:4] for t in ts])  # 4 digits, one column per step
 idx = torch.arange(len(rows)).view(len(ts), 4).T.reshape(-1)  # one row per digit
 ax = image_grid(rows[idx].clamp(-1, 1), nrow=len(ts), value_range=(-1, 1),
                 title="four of them on their way: t = " + ", ".join(map(str, ts)))
+torch.set_num_threads(n_threads)  # back to the default for the rest of the chapter
 
 # %% [markdown]
 # **Which chapter explains each piece.** The noise added step by step, and the *schedule*

@@ -164,8 +164,9 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
         for dst in tg.PREDICTION_TYPES:
             back = tg.convert(sched, tg.convert(sched, pred, xt, t, src, dst), xt, t, dst, src)
             worst = max(worst, (back - pred).abs().max().item())
-    print(f"{sched.name:6s}: eps form vs coefficient form of mu: max diff < 1e-12: {two_forms.item() < 1e-12}; "
-          f"16 round trips: max error < 1e-10: {worst < 1e-10}")
+    print(f"{sched.name:6s}: eps form vs coefficient form of mu agree to 12 digits: "
+          f"{'yes' if two_forms.item() < 1e-12 else 'NO'}; 16 round trips exact to 10 digits: "
+          f"{'yes' if worst < 1e-10 else 'NO'}")
 
 # %% [markdown]
 # The conversions are exact in exact arithmetic, but not equally well conditioned. Going
@@ -226,15 +227,18 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     c_x0 = ab_prev * beta ** 2 / (1 - ab) ** 2       # the derivation above, written out
     c_eps = beta ** 2 / (alpha * (1 - ab))
     rel = lambda a, b: ((a - b).abs() / b.abs()).max().item()  # noqa: E731
-    print(f"{sched.name}: ||mu - mu_theta||^2 = c_x0 ||x0 - x0_theta||^2: rel. error < 1e-10: "
-          f"{rel(c_x0 * sq['x0'], sq['mu']) < 1e-10}")
-    print(f"{sched.name}: ||mu - mu_theta||^2 = c_eps ||eps - eps_theta||^2: rel. error < 1e-10: "
-          f"{rel(c_eps * sq['eps'], sq['mu']) < 1e-10}")
+    print(f"{sched.name} schedule: the measured ratios of squared errors are the derived weights")
+    print(f"     t   ||mu err||^2 / ||x0 err||^2     c_x0(t)   ||mu err||^2 / ||eps err||^2    c_eps(t)")
+    for t_ in (1, 10, 100, 500, 1000):
+        i = t_ - 1
+        print(f"  {t_:4d}   {float(sq['mu'][i] / sq['x0'][i]):22.4e}  {float(c_x0[i]):10.4e}   "
+              f"{float(sq['mu'][i] / sq['eps'][i]):23.4e}  {float(c_eps[i]):10.4e}")
+    ok_w = rel(c_x0 * sq['x0'], sq['mu']) < 1e-10 and rel(c_eps * sq['eps'], sq['mu']) < 1e-10
     two_var = 2 * elbo_variance(sched, "beta_tilde")[1:]  # 2 sigma_t^2, sigma_1^2 = beta_1
-    for p, c in [("mu", torch.ones_like(c_x0)), ("x0", c_x0), ("eps", c_eps)]:
-        w = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
-        print(f"{sched.name}: loss_weights('{p}', 'elbo') = c_{p}(t) / (2 sigma_t^2): "
-              f"{rel(w, c / two_var) < 1e-10}")
+    ok_l = all(rel(loss_weights(sched, p, "elbo", variance="beta_tilde")[1:], c / two_var) < 1e-10
+               for p, c in [("mu", torch.ones_like(c_x0)), ("x0", c_x0), ("eps", c_eps)])
+    print(f"  at all {T} t to 10 digits: weights {'yes' if ok_w else 'NO'}; "
+          f"loss_weights(p, 'elbo') = c_p(t) / (2 sigma_t^2) for mu, x0, eps: {'yes' if ok_l else 'NO'}")
 
 # %% [markdown]
 # How different are these weights? Plotted against $t$ on a log scale, for the linear and
@@ -326,12 +330,15 @@ checks.check_v(v_from_x0_eps)
 
 # %%
 # NBVAL_CHECK_OUTPUT
+print("ELBO weight w_y(t) from the coefficients (elbo_weight) and from section 2 (loss_weights)")
+print("                     t = 10                      t = 500          agree at all t")
 for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     for p in tg.PREDICTION_TYPES:
         w = tg.elbo_weight(sched, *tg.target_coefficients(sched, p), variance="beta_tilde")[1:]
         ref = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
-        print(f"{sched.name:6s} {p:3s}: elbo_weight == loss_weights: "
-              f"{((w - ref).abs() / ref).max().item() < 1e-10}")
+        ok = ((w - ref).abs() / ref).max().item() < 1e-10
+        print(f"{sched.name:6s} {p:3s}   {float(w[9]):.4e} / {float(ref[9]):.4e}   "
+              f"{float(w[499]):.4e} / {float(ref[499]):.4e}   {'yes' if ok else 'NO'}")
 sched = Schedule.linear(1000)
 a, s = sched.sqrt_alpha_bar, sched.sqrt_one_minus_alpha_bar
 try:
