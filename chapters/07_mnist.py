@@ -493,9 +493,11 @@ except NotImplementedError:
 # Not in general. Only $x_T$ is shared: every step of Algorithm 2 also adds fresh noise
 # $\sigma_t z$, and with a different number of steps the sampler draws different noises
 # (even from the same seed, the random stream is consumed differently). The sampler is
-# stochastic, so one $x_T$ can end as different digits. What changes with the number of
-# steps is the *quality*: with 10 steps the strokes are blotchy and some digits are
-# malformed, from about 50 steps they look like the 1,000-step ones.
+# stochastic, so one $x_T$ can end as different digits: a column may keep its digit over a
+# few rows, but nothing guarantees it. What the number of steps controls is the *quality*:
+# with 10 or 25 steps speckles of noise are left in the background and some digits are
+# malformed; from about 50 steps the digits are clean. (A deterministic sampler, DDIM in
+# the further reading below, does map one $x_T$ to one image.)
 #
 # </details>
 
