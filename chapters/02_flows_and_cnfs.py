@@ -30,6 +30,21 @@
 #
 # Notation, as on the slides: $z_0$ is noise, $z_0 \sim \mathcal N(0, I)$, and the flow maps
 # it to data $x$ ($= z_K$ for a discrete flow, $= z_1$ for a CNF).
+#
+# **Where this chapter sits.** It follows the lecture's opening recap. Chapters 3 to 7 do
+# not need it: on a DDPM-only path, skip to chapter 3 and come back before chapter 8, which
+# reads diffusion as a flow. Sections 4 and 5 (training a CNF, the measured pros and cons)
+# take the most computing time.
+#
+# **Objectives.** After this chapter you can
+#
+# * compute the exact log-likelihood of a normalizing flow with the change of variables,
+#   and the log-determinant of an affine coupling layer;
+# * solve an ODE with Euler's method and RK4, and measure their orders of convergence;
+# * state the instantaneous change of variables with the right sign, and estimate a trace
+#   with Hutchinson's estimator;
+# * train a continuous normalizing flow by maximum likelihood, integrate it in the right
+#   direction for sampling and for likelihood, and weigh its cost against a discrete flow's.
 
 # %%
 import math
@@ -198,7 +213,10 @@ print("f^-1(f(z)) = z (to 1e-10):", bool((probe_flow.inverse(x_f)[0] - z).abs().
 #
 # Training maximises $\log p_\theta(x)$ of the slide: encode $x$ to $z_0 = f^{-1}(x)$, add the
 # log-determinants, back-propagate. We use the course's training loop `dmlib.training.train`
-# (AdamW, EMA of the weights).
+# (AdamW, and an *exponential moving average* (EMA) of the weights: a second copy
+# $\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta$ updated after every step, with decay
+# $d = 0.995$ here, which averages out the last few hundred steps' noise; we evaluate that
+# copy, `ema_model`).
 
 # %%
 from dmlib.data import default_gmm2d
@@ -293,6 +311,21 @@ show_model(p_flow, mass_flow, flow_samples, "RealNVP")
 #
 # and the discrete update is exactly **Euler's method**, $z_{t+\Delta t} \approx z_t +
 # f(z_t, t)\,\Delta t$.
+#
+# > **Think first.** Euler's method makes an error of order $\Delta t^2$ in each step. Over
+# > $[0, 1]$ with $n$ steps, how does the final error scale with $n$? So if you double $n$,
+# > by what factor should the error of Euler shrink? RK4's local error is of order
+# > $\Delta t^5$: what factor for RK4? (The plot below measures both.)
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# The $n$ local errors of order $\Delta t^2 = 1/n^2$ add up (to first order) to a global
+# error of order $n \cdot 1/n^2 = 1/n$: Euler is a *first-order* method, and doubling $n$
+# halves its error. RK4 is fourth order: a local error of order $\Delta t^5$, a global one of
+# order $\Delta t^4$, so doubling $n$ divides the error by $2^4 = 16$, until it reaches the
+# floating-point floor. On a log-log plot of error against $n$ the slopes are $-1$ and $-4$.
+#
+# </details>
 #
 # **Exercise 2.2 (★ warm-up).** Write one Euler step `euler_step(f, z, t, dt)`: `f(z, t)` returns a tensor
 # shaped like `z`; `t` and `dt` are floats (`dt` may be negative).
@@ -474,7 +507,7 @@ print("exact trace by autograd at 3 random points:", [round(v, 6) for v in tr.to
 # one backward pass. Average $K$ probes for less variance. The probe appears **twice**: in the
 # product $\epsilon^\top J$ and again in the dot product with it.
 #
-# **Exercise 2.3 (★★★ stretch).** Write `hutchinson(vjp, eps)`: `vjp(v)` maps `v` of shape `(B, d)` to
+# **Exercise 2.3 (★★ core).** Write `hutchinson(vjp, eps)`: `vjp(v)` maps `v` of shape `(B, d)` to
 # $v^\top J$ (shape `(B, d)`, one Jacobian per batch element); `eps` holds `K` probes, shape
 # `(K, B, d)`. Return $\frac1K\sum_k \epsilon_k^\top J \epsilon_k$, shape `(B,)`.
 
@@ -705,13 +738,30 @@ print(f"true entropy H[p] = {H_true:.3f} nats; the CNF step costs "
 # ## Where this goes: "diffusion is a CNF at inference time"
 #
 # The slide closes with: *Diffusion is a CNF at inference time! (but trained in a more
-# efficient way)*. Keep the question open until chapter 6: a trained diffusion model also
-# defines a vector field $f(z_t, t)$ that carries noise to data, and it can be sampled by
-# the same ODE solvers as here. What it does **not** do is what made this chapter's CNF
+# efficient way)*. Keep the question open until chapter 8, which answers it: a trained
+# diffusion model also defines a vector field $f(z_t, t)$ that carries noise to data, and it
+# can be sampled by the same ODE solvers as here. What it does **not** do is what made this chapter's CNF
 # slow: it never integrates an ODE or computes a trace during training. Each training step
 # of a diffusion model draws *one* time $t$, noises the data in closed form and regresses a
 # network on a target: a single forward and backward pass, like the discrete flow, for a
-# free-form network, like the CNF. Chapters 3 to 5 build that training objective; chapter 6
-# trains it on the same kind of 2-D data and compares.
+# free-form network, like the CNF. Chapters 3 to 5 build that training objective, and
+# chapter 6 trains it on the same kind of 2-D data (the same mixture, with its true entropy
+# as the floor, so the gaps of chapter 6 can be set beside this chapter's). Chapter 8 takes
+# a trained diffusion model, writes its sampler as an ODE, and compares it with the CNF
+# directly.
 #
 # **Exercises in this chapter:** 2.1 `coupling_log_det`, 2.2 `euler_step`, 2.3 `hutchinson`.
+#
+# ## You can now
+#
+# * [ ] compute a flow's exact log-likelihood by the change of variables, and the
+#   log-determinant of an affine coupling layer from its scales alone;
+# * [ ] explain why a coupling layer is invertible and has a triangular Jacobian;
+# * [ ] implement an Euler step, and predict and measure how Euler's and RK4's errors shrink
+#   with the number of steps;
+# * [ ] state the instantaneous change of variables with its minus sign, and explain it by
+#   volume: a flow that spreads mass lowers the density;
+# * [ ] estimate a trace with Hutchinson's estimator, and say what it saves in $d$
+#   dimensions;
+# * [ ] say which way to integrate a CNF for sampling and which for the likelihood, and why
+#   a CNF's training step costs so much more than a coupling flow's.

@@ -24,8 +24,23 @@
 # 4. **Noise schedules** (C3.4): linear, cosine and sigmoid; $\bar\alpha_t$, the
 #    signal-to-noise ratio, and what each does to a digit and to 2-D data.
 #
-# Four exercises along the way: one noising step, the one-jump sampler, the prior KL, and
-# the cosine schedule. Widgets at the end let you scrub through $t$ and compare schedules.
+# Five exercises along the way: one noising step, the one-jump sampler, the prior KL, the
+# cosine schedule, and a jump between two noisy times (which you derive yourself). Widgets
+# at the end let you scrub through $t$ and compare schedules.
+#
+# **Objectives.** After this chapter you can
+#
+# * write one noising step $q(x_t \mid x_{t-1})$ with its reparameterisation, with the
+#   variance (not the standard deviation) in the covariance slot;
+# * derive the closed form $q(x_t \mid x_0)$ from the sum of independent Gaussians, and
+#   adapt the derivation to a jump from any $x_s$ to $x_t$;
+# * compute how close $q(x_T \mid x_0)$ is to $\mathcal N(0, I)$, and explain why $T$ is
+#   large for the *reverse* process's sake;
+# * compare noise schedules by $\bar\alpha_t$ and the signal-to-noise ratio, and predict
+#   what they do to data.
+#
+# Sections marked **Optional depth ▸** are second checks you can skip (chapter 0 explains
+# the markers).
 
 # %%
 import math
@@ -247,7 +262,10 @@ def q_sample_mine(schedule: Schedule, x0: torch.Tensor, t, eps: torch.Tensor) ->
 checks.check_q_sample(q_sample_mine)
 
 # %% [markdown]
-# ### Checking the closed form on 2-D data
+# ### Optional depth ▸ Checking the closed form on 2-D data
+#
+# *The derivation above is a proof; this and the next subsection re-verify it by
+# simulation, in 2-D and on MNIST. Skip to section 3 and you miss only the statistics.*
 #
 # Now the claim itself, in distribution: we take two *independent* samples of the moons
 # data, noise one by $t$ single steps (`q_step` $t$ times: the Markov chain) and the other by one
@@ -257,10 +275,15 @@ checks.check_q_sample(q_sample_mine)
 #   $x_0 \sim q(x_0)$ has mean $\mu_0$ and covariance $\Sigma_0$, then
 #   $\mathbb E[x_t] = \sqrt{\bar\alpha_t}\,\mu_0$ and
 #   $\operatorname{Cov}(x_t) = \bar\alpha_t\Sigma_0 + (1-\bar\alpha_t) I$;
-# * **a two-sample test** of the whole distribution: the Kolmogorov-Smirnov test
+# * **a two-sample test** of the whole distribution: the Kolmogorov-Smirnov (KS) test
 #   (`scipy.stats.ks_2samp`) on 1-D projections $u^\top x$ along 12 fixed directions $u$.
-#   Equal laws in 2-D have equal projections; a p-value above $0.01/12$ on every direction
-#   (a Bonferroni correction) means *no detectable difference*.
+#   The KS test compares two samples of numbers through their empirical distribution
+#   functions: its statistic is the largest vertical gap between the two, and its p-value
+#   the probability of a gap at least that large if both samples came from the same law
+#   (a small p-value means "different"). Equal laws in 2-D have equal projections. Running
+#   12 tests multiplies the chances of a false alarm, so each must pass at the level
+#   $0.01/12$ instead of $0.01$ (a *Bonferroni correction*); a p-value above it on every
+#   direction means *no detectable difference*.
 #
 # To show that the test can tell laws apart, the last verdict runs it against a chain
 # built with the slide's variance ($\sqrt{\beta_t}$ as variance).
@@ -327,7 +350,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### Checking the closed form on MNIST
+# ### Optional depth ▸ Checking the closed form on MNIST
+#
+# *Skip it and you miss the same check in 784 dimensions.*
 #
 # Same test in 784 dimensions, on digits scaled to $[-1, 1]$ (the range DDPM trains on).
 # First **one digit** $x_0$, noised 2000 times: per pixel, the chain's mean must be
@@ -572,6 +597,23 @@ checks.check_cosine_alpha_bar(cosine_alpha_bar_mine)
 # dmlib's `Schedule.cosine` clips $\beta_t \le 0.999$, which only changes the last step
 # (the closed form gives $\bar\alpha_T = 0$ exactly, i.e. $\beta_T = 1$, and a step that
 # destroys everything is numerically awkward). From here on: `make_schedule(name, T)`.
+#
+# > **Think first.** From the formulas above, without plotting: which of the linear and the
+# > cosine schedule (both $T = 1000$) keeps $\mathrm{SNR}_t \ge 1$ for longer, that is,
+# > crosses $\mathrm{SNR} = 1$ ($\bar\alpha_t = 1/2$) at a later $t$? Roughly where does
+# > each cross? The table below prints the answer in its column "first t: SNR<1".
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# The cosine schedule, near the middle. Its $\bar\alpha_t \approx \cos^2(\frac\pi2 \frac tT)$
+# equals $1/2$ where $\frac\pi2\frac tT = \frac\pi4$, i.e. $t \approx T/2$ (the offset $s$
+# moves it slightly earlier: $t = 497$). The linear schedule's $\log\bar\alpha_t \approx
+# -\sum_{s \le t}\beta_s \approx -10^{-5}t^2$ reaches $-\ln 2$ at $t \approx 263$ (chapter 0's
+# question): it destroys the signal twice as early and then spends hundreds of steps on
+# nearly pure noise, which is the motivation Nichol & Dhariwal give for the cosine
+# schedule.
+#
+# </details>
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -664,6 +706,41 @@ for name, s in schedules.items():
 print("(correlation of x_t with x_0 over all pixels: theory / measured)")
 
 # %% [markdown]
+# ### Exercise 3.5: a jump between two noisy times (★★★ stretch: derive it first)
+#
+# Back to section 2 for a last exercise. Sampling with fewer steps (chapter 7) needs a jump that starts from a *noisy* $x_s$, not
+# from $x_0$: a draw of $q(x_t \mid x_s)$ for $0 \le s < t \le T$. This formula is not on
+# the page; derive it the way the closed form above was derived, then write
+# `q_jump(schedule, xs, s, t, eps)`: `xs` and `eps` of shape `(B, ...)`, `s` and `t` ints or
+# long tensors of shape `(B,)`, returning $x_t$ built from `xs` and the standard normal
+# `eps`. A check of your formula: $s = 0$ must give `q_sample`.
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# The steps $s+1, \dots, t$ are the same chain as before, started at $x_s$ instead of
+# $x_0$. Repeating the induction, the signal factor is the product of the alphas of those
+# steps only, $\alpha_{s+1}\cdots\alpha_t = \bar\alpha_t / \bar\alpha_s$, and the independent
+# noises add up to variance $1 - \bar\alpha_t/\bar\alpha_s$:
+# $$q(x_t \mid x_s) = \mathcal N\!\left(\sqrt{\bar\alpha_t/\bar\alpha_s}\,x_s,\ (1 - \bar\alpha_t/\bar\alpha_s)\,I\right).$$
+# A tempting wrong answer subtracts the noise variances, $(1-\bar\alpha_t) - (1-\bar\alpha_s)$:
+# that is the new noise measured against $x_0$'s scale, but $x_s$'s own noise is also
+# shrunk by $\sqrt{\bar\alpha_t/\bar\alpha_s}$ on the way.
+#
+# </details>
+
+# %%
+def q_jump(schedule: Schedule, xs: torch.Tensor, s, t, eps: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    ratio = schedule.extract(schedule.alpha_bar, t, xs) / schedule.extract(schedule.alpha_bar, s, xs, allow_zero=True)
+    return ratio.sqrt() * xs + (1 - ratio).sqrt() * eps
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_q_jump(q_jump)
+
+# %% [markdown]
 # ## 5. Explore
 #
 # The figures above are static so that the chapter reads well without a kernel. With a
@@ -734,5 +811,20 @@ widgets.interact(show_schedule, schedule=["linear", "cosine", "sigmoid"],
 #
 # dmlib's versions: `dmlib.forward` (`q_step`, `q_step_mean_var`, `q_sample`, `q_mean_var`,
 # `q_iterate`), `dmlib.schedules` (`Schedule.linear/cosine/sigmoid`, `cosine_alpha_bar`,
-# `make_schedule`) and `dmlib.losses.prior_kl`. Chapter 4 turns the forward process into a
-# training objective: the ELBO, with this chapter's KL as its term $L_T$.
+# `make_schedule`) and `dmlib.losses.prior_kl`.
+#
+# ### You can now
+#
+# * [ ] write one noising step and say why the slide's $\sqrt{\beta_t}\,I$ cannot be the
+#   covariance;
+# * [ ] derive $q(x_t \mid x_0)$ by induction with the sum of Gaussians, and $q(x_t \mid x_s)$
+#   by the same argument;
+# * [ ] sample $x_t$ for a batch with per-example $t$ in one line, broadcasting the
+#   schedule's coefficients;
+# * [ ] compute the prior KL $\mathrm{KL}(q(x_T \mid x_0)\,\|\,\mathcal N(0, I))$ and say
+#   why $T$ is large even though a few big steps also reach noise;
+# * [ ] predict where a schedule's SNR crosses 1 from its formula, and compare linear, cosine
+#   and sigmoid schedules by what they do to a digit.
+#
+# Chapter 4 turns the forward process into a training objective: the ELBO, with this
+# chapter's KL as its term $L_T$.

@@ -30,6 +30,26 @@
 # denoiser) are checked as you go. Notation as in the whole course: $\alpha_t = 1-\beta_t$,
 # $\bar\alpha_t = \prod_{s\le t}\alpha_s$, $\mathcal N(\text{mean}, \text{variance})$, and
 # $t = 1..T$ with `sched.alpha_bar[t]` $=\bar\alpha_t$ (chapter 0).
+#
+# **Two parts.** *Part 1, the core* (sections 1 to 6, about an hour and a quarter): from
+# the ELBO to the squared error that every later chapter trains with. *Part 2, optional
+# depth* (section 7, about an hour): how close that bound is to the true likelihood for
+# the best possible model. Chapters 5 to 7 need only part 1. Inside part 1, subsections
+# marked **Optional depth ▸** are numerical re-checks of a derivation that you can skip.
+#
+# **Objectives.** After part 1 you can
+#
+# * write the VAE's evidence lower bound with the right sign, and read a diffusion model as
+#   a hierarchical VAE whose encoder is the fixed forward process;
+# * split the diffusion ELBO into $L_T + \sum_{t>1} L_{t-1} + L_0$ and say what each term
+#   compares;
+# * derive the posterior $q(x_{t-1} \mid x_t, x_0)$ (mean and variance) as a product of two
+#   Gaussians;
+# * turn each KL term into a weighted squared distance between means, and estimate the sum
+#   with one random $t$ per example.
+#
+# After part 2 you can also compute the optimal denoiser for Gaussian data and measure how
+# tight the bound of the best possible model is.
 
 # %%
 import math
@@ -198,12 +218,26 @@ print("max |log q(x_t|x_{t-1}) - [log q(x_{t-1}|x_t,x0) + log q(x_t|x0) - log q(
 # $$
 #
 # the lecture's formula. ($L_T$ has no parameters: the slide's "L2 distance" label under it
-# belongs to the middle terms.) `dmlib.losses.vlb_terms` computes every term; the Gaussian KLs
-# in closed form. **Check:** its sum must equal the direct Monte Carlo average of the first
-# line, computed from log-densities along full forward trajectories, for a known model. We
-# take 1-D data from a two-mode Gaussian mixture, $T = 20$, and its **optimal** model
-# (section 7 explains it: `dmlib.optimal.OptimalDenoiser`, the best possible network), with
-# $\sigma_t^2 = \beta_t$.
+# belongs to the middle terms.)
+#
+# ### Optional depth ▸ the split, checked by Monte Carlo
+#
+# *Skip to section 4 and you miss a numerical confirmation of the algebra above and a plot
+# of the size of each term.*
+#
+# `dmlib.losses.vlb_terms` computes every term; the Gaussian KLs in closed form. **Check:**
+# its sum must equal the direct Monte Carlo average of the first line, computed from
+# log-densities along full forward trajectories, for a known model.
+#
+# The model needs two words first. In code a diffusion model is a network called as
+# `model(x_t, t)`. DDPM's network does not output the mean $\mu_\theta$ directly: it
+# predicts the noise $\epsilon$ that was mixed into $x_t$ (`prediction_type="eps"`), and
+# $\mu_\theta$ is computed from that prediction with the posterior formula of section 4
+# (`dmlib.sampling.p_mean_var`; chapter 5 shows that predicting $\epsilon$, $x_0$ or the mean
+# are equivalent). For data whose density we know, the *best possible* network, the one
+# that predicts $\mathbb E[\epsilon \mid x_t]$ exactly, can be computed without training:
+# `dmlib.optimal.OptimalDenoiser` (section 7 derives it). We take 1-D data from a two-mode
+# Gaussian mixture, $T = 20$, and this **optimal** model, with $\sigma_t^2 = \beta_t$.
 
 # %%
 gmm1d = GaussianMixture([0.3, 0.7], [[-1.5], [1.0]], [0.2, 0.05])
@@ -284,14 +318,25 @@ plt.show()
 #   $x_{t-1}$, is $\propto \mathcal N\big(x_{t-1};\ x_t/\sqrt{\alpha_t},\ \beta_t/\alpha_t\big)$ (precision $\alpha_t/\beta_t$);
 # * $q(x_{t-1}\mid x_0) = \mathcal N\big(x_{t-1};\ \sqrt{\bar\alpha_{t-1}}\,x_0,\ 1-\bar\alpha_{t-1}\big)$ (precision $1/(1-\bar\alpha_{t-1})$).
 #
-# **Precisions add:** using $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$,
+# > **Think first (derivation).** Chapter 1 says precisions add. Derive the posterior
+# > variance $\tilde\beta_t$ from the two precisions above, and simplify it to a ratio times
+# > $\beta_t$. Hint: $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$. Then
+# > predict: is $\tilde\beta_t$ smaller or larger than $\beta_t$, and what is $\tilde\beta_1$?
 #
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# **Precisions add:** using $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$,
 # $$
 # \frac{1}{\tilde\beta_t} = \frac{\alpha_t}{\beta_t} + \frac{1}{1-\bar\alpha_{t-1}}
 #   = \frac{1-\bar\alpha_t}{\beta_t\,(1-\bar\alpha_{t-1})}
 # \quad\Longrightarrow\quad
 # \boxed{\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t}
 # $$
+# Since $\bar\alpha_{t-1} > \bar\alpha_t$, the ratio is below 1: $\tilde\beta_t < \beta_t$
+# (knowing $x_0$ as well as $x_t$ narrows the step). At $t = 1$, $\bar\alpha_0 = 1$ gives
+# $\tilde\beta_1 = 0$: given $x_0$, "$x_0$" is known exactly.
+#
+# </details>
 #
 # **The mean is precision-weighted:**
 # $\tilde\mu_t = \tilde\beta_t\Big(\frac{\alpha_t}{\beta_t}\cdot\frac{x_t}{\sqrt{\alpha_t}} + \frac{\sqrt{\bar\alpha_{t-1}}\,x_0}{1-\bar\alpha_{t-1}}\Big)$, i.e.
@@ -317,7 +362,7 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 sched = Schedule.linear(1000)
 t = torch.tensor([2, 10, 300, 700, 1000])
-x0_, xt_ = (torch.randn(5, 2, generator=gen, dtype=D) for _ in range(2))
+x0_, xt_ = (torch.randn(5, 2, generator=gen, dtype=D) for _ in range(2))  # all draws above have fixed sizes
 alpha = sched.extract(sched.alphas, t, xt_)
 beta = sched.extract(sched.betas, t, xt_)
 ab_prev = sched.extract(sched.alpha_bar_prev, t, xt_)
@@ -326,10 +371,15 @@ mean_prod, var_prod, _ = gaussian_product(xt_ / alpha.sqrt(), beta / alpha,     
 mean_ref, var_ref, _ = posterior_mean_var(sched, x0_, xt_, t)
 eps_ = (xt_ - sched.extract(sched.sqrt_alpha_bar, t, xt_) * x0_) / sched.extract(
     sched.sqrt_one_minus_alpha_bar, t, xt_)
-print("product of Gaussians == dmlib mean:", torch.allclose(mean_prod, mean_ref, rtol=1e-9, atol=1e-12))
-print("product of Gaussians == dmlib var: ", torch.allclose(var_prod, var_ref, rtol=1e-9, atol=1e-15))
-print("eps form == x0 form:               ",
-      torch.allclose(posterior_mean_from_eps(sched, xt_, eps_, t), mean_ref, rtol=1e-9, atol=1e-9))
+mean_eps = posterior_mean_from_eps(sched, xt_, eps_, t)
+print("     t   beta_tilde_t: product / dmlib     first mean: product / dmlib / eps form")
+for i, t_ in enumerate(t.tolist()):
+    print(f"  {t_:4d}   {float(var_prod[i].flatten()[0]):.6e} / {float(var_ref[i].flatten()[0]):.6e}"
+          f"     {float(mean_prod[i, 0]):+.6f} / {float(mean_ref[i, 0]):+.6f} / {float(mean_eps[i, 0]):+.6f}")
+same = (torch.allclose(mean_prod, mean_ref, rtol=1e-9, atol=1e-12)
+        and torch.allclose(var_prod, var_ref, rtol=1e-9, atol=1e-15)
+        and torch.allclose(mean_eps, mean_ref, rtol=1e-9, atol=1e-9))
+print(f"all entries agree to 9 digits: {'yes' if same else 'NO'}")
 
 # %% [markdown]
 # **Exercise 4.1 (posterior mean; ★★ core).** Write `posterior_mean_ex(schedule, x0, xt, t)`: the mean
@@ -370,7 +420,14 @@ def posterior_variance_ex(schedule: Schedule, t) -> torch.Tensor:
 checks.check_posterior_variance(posterior_variance_ex)
 
 # %% [markdown]
-# From here on we use dmlib's `posterior_mean_var`. **Check by Bayes' rule on a grid.** For
+# From here on we use dmlib's `posterior_mean_var`.
+#
+# ### Optional depth ▸ two independent checks of the posterior
+#
+# *Skip to "What $\sigma_t$ means" and you miss a check of the formulas by numerical
+# integration and one by rejection sampling.*
+#
+# **Check by Bayes' rule on a grid.** For
 # 1-D values, evaluate $q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)$ on a fine grid of $x_{t-1}$,
 # normalise numerically, and compare its mean and variance with the formulas:
 
@@ -642,26 +699,51 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 7. How tight is the ELBO? (C4.7)
+# ## Part 2, optional depth ▸ 7. How tight is the ELBO? (C4.7)
+#
+# *Part 1 ends here; chapters 5 to 7 need nothing from this section except the name
+# `OptimalDenoiser` (the best possible model for data with a known density). Skip to the
+# summary, or read on for the optimal denoiser and the size of the bound's gap.*
 #
 # For most data the best possible $\mu_\theta$ is unknown. Not so when the data distribution
 # is known and simple. Minimising $L_{t-1} = \mathbb E\,\|\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t)\|^2/(2\sigma_t^2)$
 # over all functions $\mu_\theta$ gives the conditional mean
 # $\mu^*(x_t) = \mathbb E[\tilde\mu_t(x_t, x_0)\mid x_t] = \tilde\mu_t(x_t, \mathbb E[x_0 \mid x_t])$,
 # so the optimal network predicts $\mathbb E[x_0\mid x_t]$ (or $\mathbb E[\epsilon\mid x_t]$). For Gaussian
-# data $x_0\sim\mathcal N(m, v)$ (per dimension), $x_0$ and $x_t$ are jointly Gaussian, and the
-# product of Gaussians once more gives, with $a = \sqrt{\bar\alpha_t}$,
+# data $x_0\sim\mathcal N(m, v)$ (per dimension), $x_0$ and $x_t$ are jointly Gaussian.
 #
+# > **Think first (derivation, needed for exercise 4.4).** With $a = \sqrt{\bar\alpha_t}$,
+# > compute $\mathbb E[x_t]$, $\mathrm{Var}(x_t)$ and $\mathrm{Cov}(x_0, x_t)$. Then use the
+# > rule for jointly Gaussian $(u, w)$:
+# > $\mathbb E[u \mid w] = \mathbb E u + \frac{\mathrm{Cov}(u, w)}{\mathrm{Var}(w)}(w - \mathbb E w)$
+# > and $\mathrm{Var}(u \mid w) = \mathrm{Var}(u) - \frac{\mathrm{Cov}(u,w)^2}{\mathrm{Var}(w)}$.
+# > What do your formulas give as $t \to T$ (pure noise) and as $v \to 0$?
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# $\mathbb E[x_t] = a m$, $\mathrm{Var}(x_t) = a^2 v + 1 - \bar\alpha_t$ and
+# $\mathrm{Cov}(x_0, x_t) = a v$, so
 # $$
 # \mathbb E[x_0\mid x_t] = m + \frac{a\,v}{a^2 v + 1 - \bar\alpha_t}\,(x_t - a\,m),\qquad
 # \mathrm{Var}[x_0\mid x_t] = \frac{v\,(1-\bar\alpha_t)}{a^2 v + 1-\bar\alpha_t}.
 # $$
+# As $t \to T$, $a \to 0$: the guess falls back to the data mean $m$ with the data variance
+# $v$ (pure noise says nothing about $x_0$). As $v \to 0$ the data is the single point $m$,
+# and the guess is $m$ whatever $x_t$.
+#
+# </details>
 #
 # For a Gaussian mixture, the same inside each component, weighted by the component's
-# responsibility for $x_t$ under the noised mixture (`dmlib.optimal`; it agrees with Tweedie's
-# formula $\mathbb E[x_0|x_t] = (x_t + (1-\bar\alpha_t)\nabla\log q(x_t))/\sqrt{\bar\alpha_t}$, tested).
+# **responsibility** for $x_t$: the posterior probability $P(k \mid x_t)$ that component $k$
+# produced $x_t$, computed by Bayes' rule under the noised mixture (`dmlib.optimal`). A
+# cross-check used in dmlib's tests is **Tweedie's formula**,
+# $\mathbb E[x_0|x_t] = (x_t + (1-\bar\alpha_t)\nabla\log q(x_t))/\sqrt{\bar\alpha_t}$, where
+# $\nabla\log q(x_t)$, the gradient of the log-density of the noised data, is called its
+# **score** (it points towards higher density; score-based models, chapter 7's further
+# reading, learn it directly).
 #
-# **Exercise 4.4 (the optimal denoiser for Gaussian data; ★★★ stretch).** Write
+# **Exercise 4.4 (the optimal denoiser for Gaussian data; ★★★ stretch: derive it first, with
+# the question above).** Write
 # `gaussian_denoiser(schedule, xt, t, mean, var)`: $\mathbb E[x_0\mid x_t]$ for data
 # $\mathcal N(\text{mean}, \text{var})$ in every dimension (`mean`, `var` are floats; `xt` has
 # shape `(B, ...)`, `t` an int or `(B,)`).
@@ -826,6 +908,32 @@ plt.show()
 # Chapter 6 trains a network on this mixture and compares its bound with these optimal values.
 #
 # ## Summary
+#
+# ### You can now
+#
+# Part 1 (core):
+#
+# * [ ] write the VAE ELBO with its minus sign, and show on a number that the slide's
+#   version without it is not a bound;
+# * [ ] explain in what sense a diffusion model is a hierarchical VAE with a fixed encoder,
+#   and write both Markov chains;
+# * [ ] take the diffusion ELBO apart into $L_T + \sum_{t>1} L_{t-1} + L_0$ (Markov, Bayes,
+#   telescope) and say which terms have parameters;
+# * [ ] derive the posterior mean and variance $\tilde\mu_t$, $\tilde\beta_t$ as a product of
+#   Gaussians, in the $x_0$ form and in the $\epsilon$ form;
+# * [ ] show that with fixed variances each KL term is $\|\tilde\mu_t - \mu_\theta\|^2/(2\sigma_t^2)$
+#   plus a constant, with the weight inside the sum;
+# * [ ] explain why one uniform $t$ per example gives an unbiased but noisier estimate of the
+#   bound.
+#
+# Part 2 (optional depth):
+#
+# * [ ] derive the optimal denoiser $\mathbb E[x_0 \mid x_t]$ for Gaussian data, and say what
+#   a responsibility and the score are;
+# * [ ] explain why the optimal model's bound approaches $-\log p$ as $T$ grows with
+#   $\sigma_t^2 = \beta_t$, but not with $\tilde\beta_t$.
+#
+# ### What was checked
 #
 # | claim | checked by |
 # |---|---|

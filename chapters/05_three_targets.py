@@ -30,6 +30,16 @@
 #
 # Notation: $\alpha_t = 1 - \beta_t$, $\bar\alpha_t = \prod_{s \le t} \alpha_s$, $t = 1..T$,
 # and `sched.alpha_bar[t]` is $\bar\alpha_t$ (chapter 0).
+#
+# **Objectives.** After this chapter you can
+#
+# * convert a prediction of any one of $\tilde x_{t-1}$, $x_0$, $\epsilon$ and $v$ into the
+#   others, given $x_t$ and $t$;
+# * derive the weights that make the losses on the different targets equal, and explain
+#   why they span many orders of magnitude;
+# * say which linear combinations of $x_0$ and $\epsilon$ can serve as a target;
+# * find the optimal prediction for simple data by an argument, not a formula;
+# * explain, with measured numbers, why equivalent targets still train differently.
 
 # %%
 import math
@@ -154,8 +164,9 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
         for dst in tg.PREDICTION_TYPES:
             back = tg.convert(sched, tg.convert(sched, pred, xt, t, src, dst), xt, t, dst, src)
             worst = max(worst, (back - pred).abs().max().item())
-    print(f"{sched.name:6s}: eps form vs coefficient form of mu: max diff < 1e-12: {two_forms.item() < 1e-12}; "
-          f"16 round trips: max error < 1e-10: {worst < 1e-10}")
+    print(f"{sched.name:6s}: eps form vs coefficient form of mu agree to 12 digits: "
+          f"{'yes' if two_forms.item() < 1e-12 else 'NO'}; 16 round trips exact to 10 digits: "
+          f"{'yes' if worst < 1e-10 else 'NO'}")
 
 # %% [markdown]
 # The conversions are exact in exact arithmetic, but not equally well conditioned. Going
@@ -221,15 +232,18 @@ for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     c_x0 = ab_prev * beta ** 2 / (1 - ab) ** 2       # the derivation above, written out
     c_eps = beta ** 2 / (alpha * (1 - ab))
     rel = lambda a, b: ((a - b).abs() / b.abs()).max().item()  # noqa: E731
-    print(f"{sched.name}: ||mu - mu_theta||^2 = c_x0 ||x0 - x0_theta||^2: rel. error < 1e-10: "
-          f"{rel(c_x0 * sq['x0'], sq['mu']) < 1e-10}")
-    print(f"{sched.name}: ||mu - mu_theta||^2 = c_eps ||eps - eps_theta||^2: rel. error < 1e-10: "
-          f"{rel(c_eps * sq['eps'], sq['mu']) < 1e-10}")
+    print(f"{sched.name} schedule: the measured ratios of squared errors are the derived weights")
+    print(f"     t   ||mu err||^2 / ||x0 err||^2     c_x0(t)   ||mu err||^2 / ||eps err||^2    c_eps(t)")
+    for t_ in (1, 10, 100, 500, 1000):
+        i = t_ - 1
+        print(f"  {t_:4d}   {float(sq['mu'][i] / sq['x0'][i]):22.4e}  {float(c_x0[i]):10.4e}   "
+              f"{float(sq['mu'][i] / sq['eps'][i]):23.4e}  {float(c_eps[i]):10.4e}")
+    ok_w = rel(c_x0 * sq['x0'], sq['mu']) < 1e-10 and rel(c_eps * sq['eps'], sq['mu']) < 1e-10
     two_var = 2 * elbo_variance(sched, "beta_tilde")[1:]  # 2 sigma_t^2, sigma_1^2 = beta_1
-    for p, c in [("mu", torch.ones_like(c_x0)), ("x0", c_x0), ("eps", c_eps)]:
-        w = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
-        print(f"{sched.name}: loss_weights('{p}', 'elbo') = c_{p}(t) / (2 sigma_t^2): "
-              f"{rel(w, c / two_var) < 1e-10}")
+    ok_l = all(rel(loss_weights(sched, p, "elbo", variance="beta_tilde")[1:], c / two_var) < 1e-10
+               for p, c in [("mu", torch.ones_like(c_x0)), ("x0", c_x0), ("eps", c_eps)])
+    print(f"  at all {T} t to 10 digits: weights {'yes' if ok_w else 'NO'}; "
+          f"loss_weights(p, 'elbo') = c_p(t) / (2 sigma_t^2) for mu, x0, eps: {'yes' if ok_l else 'NO'}")
 
 # %% [markdown]
 # How different are these weights? Plotted against $t$ on a log scale, for the linear and
@@ -321,12 +335,15 @@ checks.check_v(v_from_x0_eps)
 
 # %%
 # NBVAL_CHECK_OUTPUT
+print("ELBO weight w_y(t) from the coefficients (elbo_weight) and from section 2 (loss_weights)")
+print("                     t = 10                      t = 500          agree at all t")
 for sched in [Schedule.linear(1000), Schedule.cosine(1000)]:
     for p in tg.PREDICTION_TYPES:
         w = tg.elbo_weight(sched, *tg.target_coefficients(sched, p), variance="beta_tilde")[1:]
         ref = loss_weights(sched, p, "elbo", variance="beta_tilde")[1:]
-        print(f"{sched.name:6s} {p:3s}: elbo_weight == loss_weights: "
-              f"{((w - ref).abs() / ref).max().item() < 1e-10}")
+        ok = ((w - ref).abs() / ref).max().item() < 1e-10
+        print(f"{sched.name:6s} {p:3s}   {float(w[9]):.4e} / {float(ref[9]):.4e}   "
+              f"{float(w[499]):.4e} / {float(ref[499]):.4e}   {'yes' if ok else 'NO'}")
 sched = Schedule.linear(1000)
 a, s = sched.sqrt_alpha_bar, sched.sqrt_one_minus_alpha_bar
 try:
@@ -338,7 +355,12 @@ except ValueError as err:
 # What do the four targets look like? For 300 points of a 2-D data set (a Gaussian mixture
 # on a $3 \times 3$ grid, chapter 6) and one draw of noise, the grey cloud is $x_t$ (what the
 # network sees) and the coloured cloud the target it must output, at several $t$ ($T = 100$,
-# linear schedule):
+# linear schedule).
+#
+# > **Think first.** Before you look: the network sees only $x_t$. For the $x_0$ target and
+# > for the $\epsilon$ target, is its job easy or hard at small $t$ (little noise)? At large
+# > $t$ (almost pure noise)? And how far is the $\mu$ target from $x_t$? Write one line per
+# > target; the paragraph under the figure answers.
 
 # %%
 from dmlib.data import default_gmm2d, make_toy
@@ -418,6 +440,45 @@ def show_targets(t: int = 30, schedule: str = "linear") -> None:
 widgets.interact(show_targets, t=widgets.IntSlider(30, 1, 100, 1), schedule=["linear", "cosine"]);
 
 # %% [markdown]
+# **Exercise 5.4 (★★★ stretch: an idea, not a formula).** Suppose the data is itself
+# standard normal, $x_0 \sim \mathcal N(0, I)$. What is the *best possible* $\epsilon$-prediction
+# $\mathbb E[\epsilon \mid x_t]$? No formula above gives it. Write
+# `optimal_eps_std_normal(schedule, xt, t)` (shapes as in exercise 5.1). Hint: by (2),
+# $(\epsilon, x_t)$ is jointly Gaussian, and for jointly Gaussian $(u, w)$ with mean zero,
+# $\mathbb E[u \mid w] = \frac{\mathrm{Cov}(u, w)}{\mathrm{Var}(w)}\,w$.
+#
+# Then, without code: what is the best $v$-prediction for this data?
+
+# %%
+def optimal_eps_std_normal(schedule: Schedule, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.extract(schedule.alpha_bar, t, xt)
+    return torch.sqrt(1 - alpha_bar) * xt
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_optimal_eps_std_normal(optimal_eps_std_normal)
+
+# %% [markdown]
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ with independent standard
+# normal $x_0$ and $\epsilon$, so $\mathrm{Var}(x_t) = \bar\alpha_t + 1 - \bar\alpha_t = 1$ and
+# $\mathrm{Cov}(\epsilon, x_t) = \sqrt{1-\bar\alpha_t}$:
+# $$\mathbb E[\epsilon \mid x_t] = \sqrt{1-\bar\alpha_t}\;x_t,\qquad
+# \mathbb E[x_0 \mid x_t] = \sqrt{\bar\alpha_t}\;x_t .$$
+# The tempting answer $x_t/\sqrt{1-\bar\alpha_t}$ pretends $x_0 = 0$; but $x_0$ is random, and
+# $x_t$ is evidence about it too. The best $v$-prediction is
+# $\sqrt{\bar\alpha_t}\,\mathbb E[\epsilon\mid x_t] - \sqrt{1-\bar\alpha_t}\,\mathbb E[x_0\mid x_t] = 0$
+# at every $t$: for this data $v$ is independent of $x_t$ (the rotation of section 3 maps
+# the standard normal pair $(x_0, \epsilon)$ to a standard normal pair $(x_t, v)$).
+#
+# </details>
+
+# %% [markdown]
 # ## 4. Equivalent in principle, different in practice (C5.4)
 #
 # Now the experiment. The same network, `dmlib.models.MLPDenoiser` (a residual MLP, 3 blocks
@@ -465,7 +526,7 @@ plt.show()
 # emphasis of $x_0$. Simple $\mu$ is the ELBO times $2\sigma_t^2$: it under-weights small $t$,
 # where $\sigma_t^2$ is small. Now train all eight
 # combinations. `dmlib.training.train` takes a `loss_fn(model, batch, generator)`; the
-# quick switch shortens training in CI (the text discusses the full run).
+# quick switch shortens training in quick mode (the text discusses the full run).
 
 # %%
 from dmlib.models import MLPConfig, MLPDenoiser
@@ -668,6 +729,19 @@ torch.set_num_threads(n_threads)  # back to the default set before section 4
 #   is a rotation of $(x_0, \epsilon)$.
 # * In practice the choice matters: the implied weights span many orders of magnitude over
 #   $t$, and the targets differ in how hard they are at each $t$.
+#
+# ### You can now
+#
+# * [ ] convert an $\epsilon$-prediction into $x_0$ and into the posterior mean, and back,
+#   at any $t$, and say which conversions amplify errors at large $t$;
+# * [ ] derive $c_{x_0}(t)$ and $c_\epsilon(t)$ from the two equations of the slide, and
+#   read their ratio as the SNR;
+# * [ ] decide whether a linear combination of $x_0$ and $\epsilon$ is a usable target
+#   (it must not be a multiple of $x_t$), and find its ELBO weight;
+# * [ ] find the best possible prediction for standard normal data by conditioning a
+#   joint Gaussian;
+# * [ ] explain, with the measured losses and bounds of section 4, why $\epsilon$ with the
+#   simple loss is DDPM's default.
 #
 # Chapter 6 trains DDPM's choice ($\epsilon$, simple loss) on several 2-D data sets and
 # measures the samples' quality.

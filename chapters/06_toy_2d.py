@@ -27,6 +27,19 @@
 # 6. **what goes wrong**: too few steps, too small a network, too short training, a bad schedule.
 #
 # Everything runs on a laptop CPU in a few minutes (in seconds in quick mode).
+#
+# **Objectives.** After this chapter you can
+#
+# * implement Algorithm 1 (one training loss) and Algorithm 2 (one ancestral sampling step)
+#   and train a working diffusion model on 2-D data;
+# * compare a trained network with the optimal denoiser, and derive the optimal prediction
+#   for the simplest data set, a single point;
+# * measure sample quality with a likelihood bound against the data's entropy and with a
+#   sample distance against its floor;
+# * recognise the four usual failures (too few steps, too small a network, too short
+#   training, a bad schedule) in a picture and in a number.
+#
+# Sections marked **Optional depth ▸** can be skipped (chapter 0 explains the markers).
 
 # %%
 import json
@@ -168,7 +181,10 @@ for name, fn in wrong_losses.items():
 #
 # `dmlib.training.train` runs the loop (AdamW, gradient clipping, an exponential moving
 # average (EMA) of the weights, which we sample from). The network is `MLPDenoiser`: a
-# residual MLP that sees the timestep through a sinusoidal embedding in every block. $T=1000$,
+# residual MLP that sees the timestep through a *sinusoidal embedding* in every block: the
+# integer $t$ becomes the vector $(\sin(t\,\omega_k), \cos(t\,\omega_k))_k$ for geometrically
+# spaced frequencies $\omega_k$, so that nearby timesteps get similar vectors while distant
+# ones stay distinguishable (the position encoding of transformers, used for time). $T=1000$,
 # the linear schedule, batches of 512. Each data set gets the same recipe.
 
 # %%
@@ -236,7 +252,9 @@ def algorithm2(model, schedule, n, generator, variance="beta"):
 # %% [markdown]
 # For the Gaussian mixture, the **optimal denoiser** is known in closed form (chapter 4,
 # `dmlib.optimal`): with $a=\sqrt{\bar\alpha_t}$, $s^2 = 1-\bar\alpha_t$ and the
-# responsibilities $r_k(x_t)$ of the noised mixture $q(x_t)$,
+# *responsibilities* of the noised mixture $q(x_t)$, the probabilities that component $k$
+# (weight $w_k$, mean $\mu_k$, variance $v_k$) produced $x_t$, by Bayes' rule:
+# $r_k(x_t) = w_k\,\mathcal N(x_t; a\mu_k, a^2v_k + s^2) / \sum_j w_j\,\mathcal N(x_t; a\mu_j, a^2v_j + s^2)$,
 #
 # $$\mathbb E[x_0\mid x_t] = \sum_k r_k(x_t)\Big(\mu_k + \frac{a v_k}{a^2 v_k + s^2}(x_t - a\mu_k)\Big),
 # \qquad \epsilon^*(x_t,t) = \mathbb E[\epsilon\mid x_t] = \frac{x_t - a\,\mathbb E[x_0\mid x_t]}{s}.$$
@@ -387,6 +405,53 @@ print(f"t={int(ts[i_mid])}: network excess {err_net[i_mid]:.2e} vs irreducible {
 # terms: there the irreducible error is tiny, so a small absolute mistake matters, and the
 # likelihood bound weighs those steps heavily (next section).
 #
+# **Exercise 6.4 (★★★ stretch: an idea, not a formula).** The simplest data set of all is a
+# single point: every $x_0$ equals $c$. What is the optimal noise prediction
+# $\epsilon^*(x_t, t)$ for it? Write `point_mass_eps(schedule, xt, t, c)` (`xt` of shape
+# `(B, ...)`, `c` of shape `xt.shape[1:]`, `t` an int or `(B,)`). Then predict what
+# Algorithm 2 with this model and $\sigma_t^2 = \beta_t$ returns, and check it below.
+
+# %%
+def point_mass_eps(schedule: Schedule, xt: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    ab = schedule.extract(schedule.alpha_bar, t, xt)
+    return (xt - ab.sqrt() * c) / (1 - ab).sqrt()
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check_point_mass_eps(point_mass_eps)
+
+# %% [markdown]
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# With one data point, $x_0 = c$ is known, so $\epsilon$ is no longer random given
+# $x_t$: solving $x_t = \sqrt{\bar\alpha_t}\,c + \sqrt{1-\bar\alpha_t}\,\epsilon$ gives
+# $\epsilon^* = (x_t - \sqrt{\bar\alpha_t}\,c)/\sqrt{1-\bar\alpha_t}$ exactly, and the optimal
+# model's loss is 0. Sampling: whatever happens before, the last step ($t = 1$, no noise) puts
+# every sample on $c$ exactly, because with $1-\bar\alpha_1 = \beta_1$ the mean
+# $\frac{1}{\sqrt{\alpha_1}}\big(x_1 - \frac{\beta_1}{\sqrt{\beta_1}}\epsilon^*\big)$ simplifies to
+# $c$. This data set is also where $\tilde\beta_t$ is the exact reverse variance (chapter 4).
+#
+# </details>
+
+# %%
+# NBVAL_CHECK_OUTPUT
+c_point = torch.tensor([1.0, -0.5])
+
+
+def point_model(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The optimal eps-model for the data set {c_point} (the reference, whatever you wrote)."""
+    ab = sched_ref.extract(sched_ref.alpha_bar, t, xt)
+    return (xt - ab.sqrt() * c_point) / (1 - ab).sqrt()
+
+
+xs_point = ddpm_sample(point_model, sched_ref, (500, 2), generator=torch.Generator().manual_seed(5))
+print(f"500 samples of the single-point model: largest distance from c = {(xs_point - c_point).norm(dim=1).max():.4f}")
+
+# %% [markdown]
 # ## 5. Quality, measured
 #
 # ### The likelihood bound
@@ -404,7 +469,7 @@ print(f"t={int(ts[i_mid])}: network excess {err_net[i_mid]:.2e} vs irreducible {
 # own slack). We measure the gap *per point* against the true $-\log p(x_0)$ of the same
 # held-out points, which removes the data's own spread from the error bar.
 #
-# **Exercise 6.3 (one term of the bound; ★★★ stretch).** Return $L_{t-1}$ per example, shape (B,), for
+# **Exercise 6.3 (one term of the bound; ★★ core).** Return $L_{t-1}$ per example, shape (B,), for
 # $t\ge2$, with $p_\theta(x_{t-1}\mid x_t)=\mathcal N(\mu_\theta, \sigma_t^2 I)$, $\sigma_t^2=\beta_t$,
 # $\mu_\theta=\frac{1}{\sqrt{\alpha_t}}(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t))$
 # and $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t I)$ (chapter 4):
@@ -562,7 +627,10 @@ for ax in fig.axes:
 plt.show()
 
 # %% [markdown]
-# ### The measured figures (benchmark)
+# ### Optional depth ▸ The measured figures (benchmark)
+#
+# *Skip to section 6 and you miss the same measurements with a longer recipe and more
+# samples, read from the course's benchmark files.*
 #
 # `bench/bench_toy2d.py` runs a longer recipe (3,000 steps, 2,000 held-out points for the
 # bound, 5,000 samples for the distances) on each data set and writes
@@ -737,6 +805,21 @@ widgets.interact(show_frame, data_set=SETS, K=K_OPTIONS, variance=["beta", "beta
 # ratio on the Gaussian mixture; 1 is perfect). To separate the sampler from the network we
 # use the optimal denoiser where only the sampler is at fault.
 #
+# > **Think first.** Sample the *perfect* denoiser with only $K = 5$ steps instead of 1000
+# > (each step then jumps over 200 of the original ones; section 6's `respaced` does this).
+# > Before running the next cell, sketch what the 5,000 samples look like, and say why.
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# A blurred cloud with the nine modes barely resolved, although the denoiser is perfect.
+# Each reverse step of Algorithm 2 is a Gaussian around the predicted mean. From a very
+# noisy $x_t$, the true reverse distribution over a jump of 200 steps is a mixture spread
+# over several modes, and a single Gaussian, centred between them, cannot represent it: the
+# samples land between the modes. With many small steps each true reverse step is nearly
+# Gaussian (chapter 3's "why is $T$ large?"), and the modes appear from about 25 steps.
+#
+# </details>
+#
 # **(a) Too few steps.** Each reverse step $p_\theta(x_{t-1}\mid x_t)$ is a Gaussian. That is
 # accurate when the step is small ($\beta_t\to0$), and wrong when one step must undo a lot of
 # noise: the true reverse step from a noisy $x_t$ to a mixture is itself multi-modal. Even the
@@ -800,10 +883,37 @@ print("Monte Carlo check of E L_T on 4,000 points (unchecked):",
 bad = Schedule.linear(T, beta_1=float(sched.betas[1]), beta_T=float(sched.betas[T]) / 100)  # = bad_ref at T = 1000
 _, xs_bad, r_bad = train_and_score(MODEL, STEPS, schedule=bad)
 print(f"(d) bad schedule, {STEPS} steps: SW ratio {r_bad:.2f}")
-fig = scatter_grid([xs_tiny, xs_short, xs_bad, samples["gmm"]],
-                   titles=[f"(b) tiny net: {r_tiny:.2f}", f"(c) short training: {r_short:.2f}",
-                           f"(d) bad schedule: {r_bad:.2f}", f"recipe: {ratios['gmm']:.2f}"], size=2.6)
-fig.suptitle("What goes wrong (SW ratio to the floor; 1 is perfect)", y=1.06)
+data_show = make_toy("gmm", N_BAD, seed=7)  # grey: the data, for comparison
+lim_c = float(max(3.0, math.ceil(float(xs_short.abs().max()))))  # (c) blows up: zoom out to see it
+fig, axes = plt.subplots(1, 4, figsize=(4 * 2.7, 3.0))
+panels = [(xs_tiny, 3.0, f"(b) tiny net: {r_tiny:.2f}"),
+          (xs_short, lim_c, f"(c) short training: {r_short:.2f}\n(axes zoomed out to +-{lim_c:.0f})"),
+          (xs_bad, 3.0, f"(d) bad schedule: {r_bad:.2f}"),
+          (samples["gmm"], 3.0, f"recipe: {ratios['gmm']:.2f}")]
+for ax, (xs, lim, title) in zip(axes, panels):
+    scatter2d(data_show, ax=ax, lim=lim, color="0.75", s=1)
+    scatter2d(xs, ax=ax, lim=lim, title=title)
+    ax.set(xlabel="x[0]", ylabel="x[1]")
+fig.suptitle("What goes wrong (samples in blue, data in grey; SW ratio to the floor, 1 is perfect)", y=1.04)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Panel (d) looks deceptively fine. The next figure shows what is wrong: where the
+# forward process of the bad schedule *ends* (the distribution the network learned to
+# denoise from) and where sampling *starts*.
+
+# %%
+from dmlib.forward import q_sample
+
+xT_bad = q_sample(bad, data["gmm"][:N_BAD], T, generator=torch.Generator().manual_seed(10))
+fig, axes = plt.subplots(1, 2, figsize=(2 * 2.9, 3.0))
+scatter2d(xT_bad, ax=axes[0], title=f"q(x_T), bad schedule\n(alpha_bar_T = {float(bad.alpha_bar[T]):.2f}): data still visible")
+scatter2d(torch.randn(N_BAD, 2, generator=torch.Generator().manual_seed(11)), ax=axes[1],
+          title="N(0, I): where sampling starts")
+for ax in axes:
+    ax.set(xlabel="x[0]", ylabel="x[1]")
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -814,10 +924,14 @@ plt.show()
 # * **too small a network**: 434 parameters cannot represent the sharp switch between modes
 #   of $\mathbb E[x_0\mid x_t]$; the samples stay a shapeless cloud, some far outside it (b);
 # * **too short training**: the noise prediction is still poor, nothing cancels the
-#   $1/\sqrt{\alpha_t}$ growth, and the samples blow up to hundreds (c: none in the frame);
+#   $1/\sqrt{\alpha_t}$ growth, and the samples blow up to hundreds (c: its axes are zoomed
+#   out to show them; the data is the grey speck in the middle);
 # * **a bad schedule**: $x_T$ is not $\mathcal N(0,I)$, so sampling starts from the wrong
 #   distribution, and the network never saw such $x_T$ in training; the large $L_T$ tells you
-#   before any training (d). Check $\bar\alpha_T\approx0$ first. (A milder mistake, $\beta_T$
+#   before any training (d). The picture is deceptive here: the network pulls every starting
+#   point to a nearby mode, so the samples look like the data at a glance, and only the
+#   ratio (worse than the recipe's) and $L_T$ show the damage; the second figure shows the
+#   mismatch itself. Check $\bar\alpha_T\approx0$ first. (A milder mistake, $\beta_T$
 #   ten times too small, gives $\bar\alpha_T=0.35$ and hardly hurts these samples: for data
 #   with unit variance, $q(x_T)$ then has the mean and variance of $\mathcal N(0,I)$ already;
 #   the bound still pays $L_T=0.43$ nats for it.)
@@ -835,5 +949,17 @@ plt.show()
 # * $\sigma_t^2=\beta_t$ and $\tilde\beta_t$ give similar samples with many steps.
 # * Few steps, a tiny network, short training or $\bar\alpha_T\not\approx0$ each leave a clear
 #   mark in the samples and in a number.
+#
+# ### You can now
+#
+# * [ ] write the loss of Algorithm 1 for a batch and one step of Algorithm 2, with no noise
+#   at the last step;
+# * [ ] train a diffusion model on 2-D data and sample from it with `ddpm_sample`;
+# * [ ] compare a network with the optimal denoiser per timestep, and derive the optimal
+#   prediction for a single-point data set;
+# * [ ] compute the likelihood bound of a model and read its gap to the entropy;
+# * [ ] judge samples by a distance against its floor rather than by eye;
+# * [ ] diagnose too few steps, a tiny network, short training and a bad schedule from
+#   samples, a ratio and $L_T$.
 #
 # Chapter 7 trains the same objective with a U-Net on MNIST.

@@ -31,6 +31,20 @@
 # A trained checkpoint ships with the course (`data/checkpoints/mnist_unet.pt`, 3 MB,
 # checksummed), so without a GPU you see good digits at once; section 3 shows how to train
 # your own.
+#
+# **Objectives.** After this chapter you can
+#
+# * describe the parts of a U-Net denoiser (time embedding, residual blocks modulated by
+#   $t$, group norm, down and up paths with skip connections, attention) and say what each
+#   is for;
+# * train Algorithm 1 on images, and explain what the EMA weights and the presets change;
+# * sample with fewer steps by respacing, and derive why the respaced chain keeps the
+#   marginals;
+# * measure image quality against the floor set by real data, and read the numbers
+#   honestly;
+# * say what diffusion models do beyond this course, and where to read about it.
+#
+# Section 7 (on a GPU) is **optional depth** (chapter 0 explains the markers).
 
 # %%
 import copy
@@ -144,6 +158,65 @@ plt.show()
 # 1.7M-parameter configuration (199 against 79 images/s on two threads), and for a fixed
 # budget of minutes that buys more training steps, which matter more here than width (see
 # the README's tables, which also compare it with diffusers' `UNet2DModel`).
+#
+# The whole network at a glance (drawn from its configuration):
+
+# %%
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+
+def draw_unet(config=MNIST_UNET, size: int = 28) -> None:
+    """A schematic of the U-Net built from ``config`` (drawn here, no image files)."""
+    chans = [config.base_channels * m for m in config.channel_mults]
+    res = [size // 2 ** i for i in range(len(chans))]
+    n_down, n_up = config.num_res_blocks, config.num_res_blocks + 1
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    ax.set(xlim=(0, 10), ylim=(-0.3, 5.6))
+    ax.axis("off")
+
+    def box(x, y, text, color, w=2.6, h=0.7):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05",
+                                    fc=color, ec="0.3"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(p, q, style="-|>", ls="-", color="0.2", text=None, rad=0.0):
+        ax.add_patch(FancyArrowPatch(p, q, arrowstyle=style, mutation_scale=10, ls=ls,
+                                     color=color, connectionstyle=f"arc3,rad={rad}"))
+        if text:
+            ax.text((p[0] + q[0]) / 2 + 0.12, (p[1] + q[1]) / 2, text, fontsize=7, color=color,
+                    va="center")
+
+    levels = len(chans)
+    ys = [4.0 - 1.2 * i for i in range(levels)]
+    box(1.6, 5.2, f"input x_t: 1 x {size} x {size}", "#e8e8e8")
+    box(8.4, 5.2, f"output eps_theta(x_t, t): 1 x {size} x {size}", "#e8e8e8", w=3.0)
+    box(5.0, 5.2, "t -> sinusoidal features -> MLP = e(t)", "#fde2c8", w=3.2)
+    ax.text(5.0, 4.62, "e(t) modulates every residual block: GN(h)(1 + s) + b", ha="center",
+            fontsize=7, color="#b35900")
+    for i, (c, r, y) in enumerate(zip(chans, res, ys)):
+        attn = " + attention" if r in config.attention_resolutions else ""
+        box(1.6, y, f"{n_down} res block{'s' if n_down > 1 else ''}{attn}\n{c} ch, {r} x {r}", "#cfe2f3")
+        box(8.4, y, f"{n_up} res blocks{attn}\n{c} ch, {r} x {r}", "#d9ead3")
+        arrow((2.95, y), (7.05, y), ls="--", color="tab:blue")
+        if i == 0:
+            ax.text(5.0, y + 0.15, "skip connections: copy the down path's features across", ha="center",
+                    fontsize=7, color="tab:blue")
+        if i < levels - 1:
+            arrow((1.6, y - 0.4), (1.6, ys[i + 1] + 0.4), text="downsample x1/2")
+            arrow((8.4, ys[i + 1] + 0.4), (8.4, y - 0.4), text="upsample x2")
+    y_mid = ys[-1] - 1.3
+    mid = "res block, attention, res block" if config.mid_attention else "2 res blocks"
+    box(5.0, y_mid, f"bottleneck: {mid}\n{chans[-1]} ch, {res[-1]} x {res[-1]}", "#ead1dc", w=3.6)
+    arrow((1.6, ys[-1] - 0.4), (3.2, y_mid), rad=0.2)
+    arrow((6.8, y_mid), (8.4, ys[-1] - 0.4), rad=0.2)
+    arrow((1.6, 4.85), (1.6, ys[0] + 0.4), text=f"3x3 conv to {chans[0]} ch")
+    arrow((8.4, ys[0] + 0.4), (8.4, 4.85), text="GN, SiLU, 3x3 conv to 1 ch")
+    ax.set_title(f"The course's U-Net (UNet(MNIST_UNET)): down path (left), up path (right)",
+                 fontsize=10)
+    plt.show()
+
+
+draw_unet()
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -285,9 +358,16 @@ for S, sec in timing.items():
 # %% [markdown]
 # With all 1,000 steps, 64 digits take minutes on a laptop CPU. But the model was trained at
 # *every* $t$, and nothing forces the sampler to visit them all. Keep a subsequence
-# $\tau_1<\tau_2<\dots<\tau_S=T$ (evenly spaced). The forward process seen only at those
+# $\tau_1<\tau_2<\dots<\tau_S=T$ (evenly spaced).
+#
+# > **Think first.** The sampler will now jump from $\tau_k$ straight to $\tau_{k-1}$. Which
+# > "$\beta$" must such a jump use so that the short chain's $x_{\tau_k}$ has exactly the
+# > distribution the network saw in training at time $\tau_k$? (Exercise 3.5 is the key.)
+# > Write your answer, then read on.
+#
+# The forward process seen only at those
 # times is again a Markov chain of the DDPM form: composing the steps between
-# $\tau_{k-1}$ and $\tau_k$,
+# $\tau_{k-1}$ and $\tau_k$ (chapter 3's exercise 3.5),
 #
 # $$q(x_{\tau_k}\mid x_{\tau_{k-1}}) = \mathcal N\!\Big(\sqrt{\bar\alpha_{\tau_k}/\bar\alpha_{\tau_{k-1}}}\;x_{\tau_{k-1}},\ \big(1-\bar\alpha_{\tau_k}/\bar\alpha_{\tau_{k-1}}\big) I\Big),
 # \qquad \beta'_k = 1-\frac{\bar\alpha_{\tau_k}}{\bar\alpha_{\tau_{k-1}}}\ (\bar\alpha_{\tau_0}=1).$$
@@ -402,9 +482,25 @@ except NotImplementedError:
     print("respaced_step is not written yet (exercise 7.2): comparison skipped")
 
 # %% [markdown]
-# How many steps are enough? The same eight starting noises, sampled with more and more
-# steps (the sampler also clips its $x_0$ guess to $[-1, 1]$ inside each step, as DDPM's
-# code does):
+# How many steps are enough? Eight starting noises $x_T$, sampled with more and more steps
+# (the sampler also clips its $x_0$ guess to $[-1, 1]$ inside each step, as DDPM's code
+# does).
+#
+# > **Think first.** Each row below starts from the *same* eight $x_T$. Will a column show
+# > the same digit in every row? Sketch what you expect for 10 steps and for 1,000.
+#
+# <details><summary>Answer (unfold after you have written yours)</summary>
+#
+# Not in general. Only $x_T$ is shared: every step of Algorithm 2 also adds fresh noise
+# $\sigma_t z$, and with a different number of steps the sampler draws different noises
+# (even from the same seed, the random stream is consumed differently). The sampler is
+# stochastic, so one $x_T$ can end as different digits: a column may keep its digit over a
+# few rows, but nothing guarantees it. What the number of steps controls is the *quality*:
+# with 10 or 25 steps speckles of noise are left in the background and some digits are
+# malformed; from about 50 steps the digits are clean. (A deterministic sampler, DDIM in
+# the further reading below, does map one $x_T$ to one image.)
+#
+# </details>
 
 # %%
 show_steps = dmlib.quick([5, 10, 25], [10, 25, 50, 100, 1000])
@@ -413,7 +509,8 @@ rows = [sample_images(shipped, ship_spec, 8, steps=S, generator=torch.Generator(
 fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.15 * len(rows) + 0.4))
 for ax, S, r in zip(axes, show_steps, rows):
     image_grid(r, nrow=8, ax=ax, title=f"{S} steps", pad=1)
-fig.suptitle("The same noise, sampled with S respaced steps", y=1.0)
+fig.suptitle("The same starting noise x_T, sampled with S respaced steps\n"
+             "(only x_T is shared: each step adds fresh noise, so a column may change digit)", y=1.02)
 plt.tight_layout()
 plt.show()
 
@@ -533,7 +630,7 @@ print(f"accuracy on {n_acc} test digits, measured now: "
       f"{100 * (probs_test.argmax(1) == y_test[:n_acc]).double().mean():.2f}%")
 
 # %% [markdown]
-# ### Exercise 7.3 ★★★ stretch: the Fréchet distance of a batch
+# ### Exercise 7.3 ★★ core: the Fréchet distance of a batch
 #
 # Write `frechet(feats_a, feats_b)` for feature matrices of shape (N, D): the means, the
 # unbiased covariances ($\frac{1}{N-1}\sum_i (\phi_i-\mu)(\phi_i-\mu)^\top$), and the formula
@@ -622,7 +719,10 @@ for key in ("samples", "floor"):
 print(f"FD / floor = {recorded['samples']['fd'] / recorded['floor']['fd']:.2f}")
 
 # %% [markdown]
-# ## 7. On a GPU
+# ## Optional depth ▸ 7. On a GPU
+#
+# *Skip to the summary unless you have a GPU: this section explains the `gpu` preset's
+# speed-ups (bf16, channels_last, `torch.compile`).*
 #
 # The `gpu` preset trains a wider U-Net (32/64/64 channels, two blocks a level, 1.74M
 # parameters) at batch 256 for 20,000 steps. On CUDA, `train_mnist` turns on three things:
@@ -653,7 +753,69 @@ print(f"FD / floor = {recorded['samples']['fd'] / recorded['floor']['fd']:.2f}")
 #   features, the share of recognisable digits and the spread over classes.
 #
 # **Exercises** in this chapter: 7.1 the image training step (★), 7.2 one respaced
-# sampling step (★★), 7.3 the Fréchet distance (★★★). Further ideas: train with the
+# sampling step (★★), 7.3 the Fréchet distance (★★). Further ideas: train with the
 # $x_0$ or $v$ target of chapter 5 (`get_preset("cpu", prediction_type="v")`; the run's
 # `run.spec` then says "v", and `sample_images(run.ema_model, run.spec, ...)` samples it
 # correctly) and compare the scores; try the linear schedule; sample with $\tilde\beta_t$ (`variance="beta_tilde"`).
+#
+# ### You can now
+#
+# * [ ] name the parts of the U-Net in the diagram of section 2 and say what each is for;
+# * [ ] write one training step of Algorithm 1 on a batch of images, and train a model from
+#   the command line with a preset;
+# * [ ] derive the respaced schedule $\beta'_k$ and explain why the same network works with
+#   50 steps instead of 1,000;
+# * [ ] explain why one $x_T$ can end as different digits with different numbers of steps;
+# * [ ] compute a Fréchet distance on classifier features and compare a model's scores with
+#   the real-data floor.
+#
+# ## Further reading: is it the full story?
+#
+# The lecture ends by asking "Is it the full story?". No: this course built DDPM (2020) and
+# checked it piece by piece, but diffusion models have moved on in four directions, and the
+# papers below are where to go next. Chapters 8 to 10 (in preparation) pick up the ODE view
+# with DDIM and exact likelihoods (chapter 8), flow matching and guidance (chapters 9 and
+# 10).
+#
+# * **The two papers behind this course.** Sohl-Dickstein et al., *Deep Unsupervised
+#   Learning using Nonequilibrium Thermodynamics* (2015,
+#   [arXiv:1503.03585](https://arxiv.org/abs/1503.03585)): the original diffusion model and
+#   its bound. Ho, Jain and Abbeel, *Denoising Diffusion Probabilistic Models* (2020,
+#   [arXiv:2006.11239](https://arxiv.org/abs/2006.11239)): Algorithms 1 and 2, the $\epsilon$
+#   target and the simple loss of chapters 5 and 6.
+# * **Better training and faster sampling.** Nichol and Dhariwal, *Improved Denoising
+#   Diffusion Probabilistic Models* (2021, [arXiv:2102.09672](https://arxiv.org/abs/2102.09672)):
+#   the cosine schedule of chapter 3, learned variances (between $\beta_t$ and
+#   $\tilde\beta_t$), importance sampling of $t$ (chapter 4) and sampling with fewer steps.
+#   Song, Meng and Ermon, *Denoising Diffusion Implicit Models* (DDIM, 2021,
+#   [arXiv:2010.02502](https://arxiv.org/abs/2010.02502)): a deterministic sampler for the
+#   same trained network, with which one $x_T$ always gives the same image. Salimans and Ho,
+#   *Progressive Distillation* (2022, [arXiv:2202.00512](https://arxiv.org/abs/2202.00512)):
+#   the $v$ target of chapter 5.
+# * **Score-based models and SDEs.** Song et al., *Score-Based Generative Modeling through
+#   Stochastic Differential Equations* (2021, [arXiv:2011.13456](https://arxiv.org/abs/2011.13456)):
+#   the limit $T \to \infty$ turns the forward process into a stochastic differential
+#   equation and the network into an estimate of the score $\nabla \log q(x_t)$ (chapter 4's
+#   Tweedie formula); its *probability-flow ODE* makes a diffusion model a CNF at inference
+#   time, the slide of chapter 2. **Chapter 8** takes this up: it writes the trained models
+#   of chapters 6 and 7 as ODEs, samples them with DDIM and higher-order solvers, and
+#   compares them with chapter 2's CNF. Karras et al.,
+#   *Elucidating the Design Space of Diffusion-Based Generative Models* (2022,
+#   [arXiv:2206.00364](https://arxiv.org/abs/2206.00364)) untangles the design choices.
+# * **Flow matching.** Lipman et al., *Flow Matching for Generative Modeling* (2023,
+#   [arXiv:2210.02747](https://arxiv.org/abs/2210.02747)), and Liu et al., *Rectified Flow*
+#   (2023, [arXiv:2209.03003](https://arxiv.org/abs/2209.03003)): train a CNF directly by
+#   regression on a velocity field, without simulating the ODE, the last paper on the
+#   lecture's timeline. Chapters 9 and 10 take it up.
+# * **Guidance: generating what you ask for.** Dhariwal and Nichol, *Diffusion Models Beat
+#   GANs on Image Synthesis* (2021, [arXiv:2105.05233](https://arxiv.org/abs/2105.05233)):
+#   classifier guidance. Ho and Salimans, *Classifier-Free Diffusion Guidance* (2022,
+#   [arXiv:2207.12598](https://arxiv.org/abs/2207.12598)): the guidance behind today's
+#   text-to-image models, which also run diffusion in an autoencoder's latent space (Rombach
+#   et al., *Latent Diffusion*, 2022, [arXiv:2112.10752](https://arxiv.org/abs/2112.10752)).
+#   Chapters 9 and 10 take up guidance too, on this chapter's digits.
+#
+# For a gentler second pass over the same material, the Hugging Face diffusion course
+# ([github.com/huggingface/diffusion-models-class](https://github.com/huggingface/diffusion-models-class))
+# and the MIT 6.S184 lecture notes and labs on flow matching and diffusion
+# ([diffusion.csail.mit.edu](https://diffusion.csail.mit.edu)) are good companions.

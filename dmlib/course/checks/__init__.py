@@ -32,11 +32,13 @@ from .gaussians import *  # noqa: F401,F403  (chapter 1)
 from .mnist import *  # noqa: F401,F403  (chapter 7)
 from .targets import *  # noqa: F401,F403  (chapter 5)
 from .toy2d import *  # noqa: F401,F403  (chapter 6)
+from .ideas import *  # noqa: F401,F403  (exercises that need an idea: 3.5, 5.4, 6.4)
 from . import elbo as _c4, flows as _c2, forward_process as _c3, gaussians as _c1, targets as _c5
 from . import mnist as _c7, toy2d as _c6
+from . import ideas as _ideas
 
 __all__ = ["PASS", "FAIL", "NOT_IMPLEMENTED", "ERROR", "RESULTS", "GENERIC", "TOLERANCES", "Case", "CheckFailed",
            "CheckResult", "Mistake", "Spec", "run_check", "check_alpha_bar", "check_snr", "check_to_model_range",
            "check_q_sample",
            "check_posterior_mean", *_c1.__all__, *_c2.__all__, *_c3.__all__,
-           *_c4.__all__, *_c5.__all__, *_c6.__all__, *_c7.__all__]
+           *_c4.__all__, *_c5.__all__, *_c6.__all__, *_c7.__all__, *_ideas.__all__]
