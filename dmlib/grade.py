@@ -933,31 +933,55 @@ def _client_class() -> type:
 
         def output(self, outs: list, msg: dict, display_id: str | None,
                    cell_index: int) -> nbformat.NotebookNode | None:
-            if self.used <= self.cap:
-                out = super().output(outs, msg, display_id, cell_index)
-                if out is not None:
-                    self.used += _out_size(out)
-                return out
+            kind, content = msg.get("msg_type"), msg.get("content", {})
+            room = self.cap - self.used
+            if kind == "stream" and isinstance(content.get("text"), str):
+                text = content["text"]
+                if len(text) > room:  # keep what fits, then only the check lines
+                    keep, n = [], 0
+                    for ln in text.splitlines(True):
+                        if n + len(ln) <= room:
+                            keep.append(ln)
+                            n += len(ln)
+                        elif _LINE.match(ln.strip()) and self.kept_lines < 1000:
+                            keep.append(ln[:2000])
+                            self.kept_lines += 1
+                    self._mark(outs, cell_index)
+                    self.used = self.cap
+                    if not keep:
+                        return None
+                    content["text"] = "".join(keep)
+                else:
+                    self.used += len(text)
+                return super().output(outs, msg, display_id, cell_index)
+            if kind == "error" and isinstance(content, dict):
+                size = len(str(content.get("evalue", ""))) + sum(
+                    len(str(t)) for t in content.get("traceback", []))
+                if size > room:  # a short record, so that results() still sees the error
+                    content["traceback"] = []
+                    content["evalue"] = str(content.get("evalue", ""))[:2000]
+                    self._mark(outs, cell_index)
+                self.used += min(size, max(room, 0))
+                return super().output(outs, msg, display_id, cell_index)
+            out = super().output(outs, msg, display_id, cell_index) if room > 0 else None
+            if out is not None:
+                size = _out_size(out)
+                if size > room and not display_id and out in outs:
+                    outs.remove(out)
+                    self._mark(outs, cell_index)
+                    return None
+                self.used += size
+            elif room <= 0:
+                self._mark(outs, cell_index)
+            return out
+
+        def _mark(self, outs: list, cell_index: int) -> None:
             if cell_index not in self.truncated:
                 self.truncated.add(cell_index)
                 outs.append(nbformat.v4.new_output(
                     "stream", name="stderr",
                     text=f"[dmlib.grade: output past the cap of {self.cap / MB:g} MB dropped; "
                          "check lines kept]\n"))
-            content = msg.get("content", {})
-            if msg.get("msg_type") == "stream" and self.kept_lines < 1000:
-                lines = [ln for ln in content.get("text", "").splitlines(True)
-                         if _LINE.match(ln.strip())][: 1000 - self.kept_lines]
-                if lines:
-                    self.kept_lines += len(lines)
-                    outs.append(nbformat.v4.new_output("stream", name=content.get("name", "stdout"),
-                                                       text="".join(lines)))
-            elif msg.get("msg_type") == "error" and self.kept_lines < 1000:
-                self.kept_lines += 1
-                outs.append(nbformat.v4.new_output(
-                    "error", ename=str(content.get("ename", ""))[:200],
-                    evalue=str(content.get("evalue", ""))[:2000], traceback=[]))
-            return None
 
     return CappedClient
 
