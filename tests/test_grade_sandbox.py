@@ -248,3 +248,143 @@ def test_limits_are_validated():
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit):
         grade.main(["somewhere", "--disk-mb", "0"])
     assert "--disk-mb" in err.getvalue()
+
+
+# ---- tamper detection --------------------------------------------------------------------------
+def _student_build() -> nbformat.NotebookNode:
+    nb, _ = student.studentize(nbformat.read(REF, as_version=4), "00_setup")
+    return nb
+
+
+def _locked_index(nb, check: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                and c.metadata.get("nbgrader", {}).get("locked") and f"{check}(" in c.source)
+
+
+def test_checksum_follows_nbgrader_recipe():
+    nb = _student_build()
+    cell = nb.cells[_locked_index(nb, "check_snr")]
+    meta = cell.metadata["nbgrader"]
+    # nbgrader: md5 of source, cell type, str(grade), str(solution), str(locked), grade_id
+    want = hashlib.md5((cell.source + "code" + "False" + "False" + "True"
+                        + meta["grade_id"]).encode("utf-8")).hexdigest()
+    assert meta["checksum"] == want == student.compute_checksum(cell)
+    solution = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    assert "checksum" not in solution.metadata["nbgrader"]  # only locked cells carry one
+    with pytest.raises(ValueError, match="no nbgrader metadata"):
+        student.compute_checksum(N.new_code_cell("x = 1"))
+
+
+@pytest.fixture(scope="module")
+def setup_chapter():
+    return grade.load_chapter(REF)
+
+
+def test_untouched_notebooks_are_not_tampered(setup_chapter):
+    assert grade.tampering(_student_build(), setup_chapter.locked) == {}
+    assert grade.tampering(nbformat.read(REF, as_version=4), setup_chapter.locked) == {}
+    nb = _student_build()  # metadata stripped (pasted into a fresh notebook), code intact
+    for c in nb.cells:
+        c.metadata.pop("nbgrader", None)
+    assert grade.tampering(nb, setup_chapter.locked) == {}
+
+
+@pytest.mark.parametrize("edit, what", [
+    ("source", "its code was edited"),
+    ("source+checksum", "its code was edited"),  # the student recomputed the checksum
+    ("checksum", "its stored checksum was changed"),
+    ("unlock", "its nbgrader metadata was edited"),
+    ("markdown", "it was turned into a markdown cell"),
+    ("delete", "is not in the notebook"),
+])
+def test_edited_locked_cells_are_tampered(setup_chapter, edit, what):
+    nb = _student_build()
+    i = _locked_index(nb, "check_alpha_bar")
+    cell = nb.cells[i]
+    gid = cell.metadata["nbgrader"]["grade_id"]
+    if edit.startswith("source"):
+        cell.source = "print('PASS check_alpha_bar: all 3 cases agree with the reference')"
+        if edit.endswith("checksum"):
+            cell.metadata["nbgrader"]["checksum"] = student.compute_checksum(cell)
+    elif edit == "checksum":
+        cell.metadata["nbgrader"]["checksum"] = "0" * 32
+    elif edit == "unlock":
+        cell.metadata["nbgrader"]["locked"] = False
+    elif edit == "markdown":
+        nb.cells[i] = N.new_markdown_cell(cell.source, metadata=cell.metadata)
+    else:
+        del nb.cells[i]
+    found = grade.tampering(nb, setup_chapter.locked)
+    assert list(found) == [gid] and what in found[gid]
+
+
+# ---- reference use -----------------------------------------------------------------------------
+BINDINGS = {"checks": "dmlib.checks", "q_sample": "dmlib.forward.q_sample", "dmlib": "dmlib",
+            "Schedule": "dmlib.schedules.Schedule"}
+
+
+@pytest.mark.parametrize("source, names", [
+    ("def f(s, x0, t, e):\n    return q_sample(s, x0, t, e)", {"dmlib.forward.q_sample"}),
+    ("def f(b):\n    return dmlib.forward.q_sample(b)", {"dmlib.forward.q_sample"}),
+    ("import dmlib.forward as F\ndef f(b):\n    return F.q_sample(b)",
+     {"dmlib.forward", "dmlib.forward.q_sample"}),
+    ("def f(b):\n    from dmlib.checks.basics import _ref_alpha_bar as r\n    return r(b)",
+     {"dmlib.checks.basics._ref_alpha_bar"}),
+    ("def f(b):\n    return checks.basics._ref_alpha_bar(b)", {"dmlib.checks.basics._ref_alpha_bar"}),
+    ("def f(b):\n    return getattr(checks.basics, '_ref_alpha_bar')(b)",
+     {"dmlib.checks.basics", "dmlib.checks.basics._ref_alpha_bar"}),
+    ("import importlib\ndef f(b):\n    return importlib.import_module('dmlib.checks')",
+     {"dmlib.checks"}),
+    ("def q_sample(s, x0, t, e):\n    return x0\ndef f(b):\n    return q_sample(b, b, 1, b)", set()),
+    ("def f(s: Schedule, b):\n    %time x = 1\n    return b.cumprod(0)", {"dmlib.schedules.Schedule"}),
+    ("def f(b):\n    return torch.cumprod(1 - b, 0)", set()),
+    ("this is not python", set()),
+])
+def test_dmlib_names(source, names):
+    assert grade.dmlib_names(source, BINDINGS) == names
+
+
+def test_reference_use_is_per_exercise_and_ignores_the_reference_solution(setup_chapter):
+    nb = _student_build()
+    (ex1, ex2, _) = setup_chapter.exercises
+    cells = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells}
+    cells[ex1.grade_id].source = ("def alpha_bar_from_betas(betas: torch.Tensor) -> torch.Tensor:\n"
+                                  "    return checks.basics._ref_alpha_bar(betas)\n")
+    cells[ex2.grade_id].source = ex2.source  # the reference's own solution: nothing to report
+    assert grade.reference_use(nb, setup_chapter.exercises) == {
+        "check_alpha_bar": ["dmlib.checks.basics._ref_alpha_bar"]}
+    assert grade.reference_use(nbformat.read(REF, as_version=4), setup_chapter.exercises) == {}
+
+
+# ---- both, end to end (one real chapter run) ------------------------------------------------------
+@pytest.mark.slow
+def test_tampered_and_reference_use_rows_in_the_reports(tmp_path):
+    nb = _student_build()
+    ex1 = grade.load_chapter(REF).exercises[0]
+    for c in nb.cells:
+        if c.metadata["nbgrader"]["grade_id"] == ex1.grade_id:
+            c.source = ("def alpha_bar_from_betas(betas: torch.Tensor) -> torch.Tensor:\n"
+                        "    return checks.basics._ref_alpha_bar(betas)\n")
+    nb.cells[_locked_index(nb, "check_snr")].source = (
+        "print('PASS check_snr: all 2 cases agree with the reference')")
+    sub = tmp_path / "sub"
+    (sub / "mallory").mkdir(parents=True)
+    nbformat.write(nb, sub / "mallory" / "00_setup.ipynb")
+    out = tmp_path / "out"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        assert grade.main([str(sub), "--out", str(out), "--timeout", "300"]) == 0
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {r["check"]: r for r in csv.DictReader(f)}
+    assert rows["check_alpha_bar"]["status"] == "pass"  # graded as usual, but flagged
+    assert rows["check_alpha_bar"]["reference_use"] == "dmlib.checks.basics._ref_alpha_bar"
+    assert rows["check_to_model_range"]["status"] == "not implemented"
+    assert rows["check_to_model_range"]["reference_use"] == ""
+    snr = rows["check_snr"]
+    assert snr["status"] == "tampered" and "00_setup-cell-" in snr["message"]
+    assert "its code was edited" in snr["message"] and "reported pass" in snr["message"]
+    summary = {r["chapter"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert summary["00_setup"]["passed"] == "1" and summary["00_setup"]["total"] == "3"
+    md = (out / "summary.md").read_text()
+    assert "## To look at" in md and "| mallory | 00_setup | check_snr | the locked" in md
+    assert "row(s) to look at" in buf.getvalue()
