@@ -30,8 +30,9 @@ with its own scratch folder as working directory and ``HOME`` (deleted afterward
 environment reduced to an allow-list (``ENV_ALLOW``; none of your other variables, tokens or
 keys). In the kernel and every process it starts, ``setrlimit`` caps the address space
 (``--memory-mb``, default 8192), the CPU time of each process (``--cpu-seconds``, default
-the timeout), the size of any one file (``--disk-mb``, default 1024), core dumps (none) and,
-where the kernel applies it, the number of processes and threads (``--nproc``, default 256).
+the timeout times the number of CPUs), the size of any one file (``--disk-mb``, default
+1024), core dumps (none) and, where the kernel applies it, the number of processes and
+threads (``--nproc``, default 256).
 A watchdog thread checks the sandbox's processes every 0.1 s and kills all of them when
 together they exceed ``--nproc`` tasks or ``--memory-mb`` of resident memory, when the
 sandbox's files exceed ``--disk-mb`` (or ``MAX_FILES`` files), or 30 s after the timeout.
@@ -232,7 +233,7 @@ class Limits:
     memory_mb: int = DEFAULT_MEMORY_MB  # address space per process; resident memory in all
     disk_mb: int = DEFAULT_DISK_MB  # size of one file; all files of the sandbox together
     nproc: int = DEFAULT_NPROC  # processes and threads of the sandbox
-    cpu_seconds: float | None = None  # CPU time of each process (None: the timeout)
+    cpu_seconds: float | None = None  # CPU time of each process (None: timeout x CPUs)
     output_mb: float = DEFAULT_OUTPUT_MB  # captured output per notebook
     same_user: bool = False  # never run the kernel as a throw-away user (root only)
 
@@ -248,8 +249,11 @@ class Limits:
 
     @property
     def cpu(self) -> int:
-        """CPU seconds per process (RLIMIT_CPU)."""
-        return max(1, int(self.cpu_seconds if self.cpu_seconds is not None else self.timeout))
+        """CPU seconds per process (RLIMIT_CPU): ``cpu_seconds``, else the timeout times the
+        number of CPUs (a process with a thread per CPU may use that much)."""
+        if self.cpu_seconds is not None:
+            return max(1, int(self.cpu_seconds))
+        return max(1, int(self.timeout * (os.cpu_count() or 1)))
 
 
 def _libc() -> Any:
@@ -927,7 +931,9 @@ def _client_class() -> type:
         async def async_start_new_kernel(self, **kwargs: Any) -> None:
             kwargs.update(self.sandbox.popen_kwargs())
             await super().async_start_new_kernel(**kwargs)
-            pid = getattr(self.km.provisioner, "pid", None) if self.km is not None else None
+            prov = getattr(self.km, "provisioner", None) if self.km is not None else None
+            self.process = getattr(prov, "process", None)
+            pid = getattr(prov, "pid", None)
             if pid is not None:
                 self.sandbox.watch(int(pid))
 
@@ -986,6 +992,12 @@ def _client_class() -> type:
     return CappedClient
 
 
+_DEATHS = {int(signal.SIGXCPU): "CPU time limit, --cpu-seconds",
+           int(signal.SIGXFSZ): "file size limit, --disk-mb",
+           int(signal.SIGKILL): "killed: out of memory, or the code killed it",
+           int(signal.SIGSEGV): "crashed: segmentation fault"}
+
+
 def execute(nb: nbformat.NotebookNode, timeout: float | None = None, quick: bool = True,
             kernel_name: str = KERNEL_NAME, limits: Limits | None = None) -> Execution:
     """Run ``nb`` (in place, outputs cleared first) in a fresh, sandboxed kernel.
@@ -1025,8 +1037,12 @@ def execute(nb: nbformat.NotebookNode, timeout: float | None = None, quick: bool
             run.stop_message = f"timeout after {timeout:g} s (cell {current[0]} was still running)"
         except DeadKernelError:
             run.stopped_at, run.stop_status = current[0], ERROR
-            run.stop_message = (f"the kernel died in cell {current[0]} (out of memory, or the "
-                                "code ended the process); later cells did not run")
+            proc = getattr(client, "process", None)
+            code = proc.poll() if proc is not None else None
+            why = _DEATHS.get(-code, f"signal {-code}") if code is not None and code < 0 else \
+                "out of memory, or the code ended the process"
+            run.stop_message = (f"the kernel died in cell {current[0]} ({why}); "
+                                "later cells did not run")
         except Exception as e:  # kernel failed to start, a protocol error, ...: report, go on
             run.stopped_at, run.stop_status = current[0], ERROR
             run.stop_message = f"the notebook could not be run: {type(e).__name__}: {e}"
@@ -1303,7 +1319,8 @@ def main(argv: list[str] | None = None) -> int:
     box.add_argument("--nproc", type=int, default=DEFAULT_NPROC,
                      help=f"processes and threads (default {DEFAULT_NPROC})")
     box.add_argument("--cpu-seconds", type=float, default=None,
-                     help="CPU seconds of each process (default: the timeout)")
+                     help="CPU seconds of each process (default: the timeout times the "
+                          "number of CPUs)")
     box.add_argument("--max-output-mb", type=float, default=DEFAULT_OUTPUT_MB,
                      help="captured output kept per notebook; past it only check lines "
                           f"(default {DEFAULT_OUTPUT_MB})")

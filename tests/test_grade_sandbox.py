@@ -388,3 +388,12 @@ def test_tampered_and_reference_use_rows_in_the_reports(tmp_path):
     md = (out / "summary.md").read_text()
     assert "## To look at" in md and "| mallory | 00_setup | check_snr | the locked" in md
     assert "row(s) to look at" in buf.getvalue()
+
+
+def test_cpu_limit_kills_the_kernel_and_says_so(tmp_path, tiny):
+    rows, log, took = _grade(tmp_path, tiny, {"eve": _hostile("while True:\n    pass")},
+                             timeout=30, cpu_seconds=2)
+    r = rows["eve"]["check_after"]
+    assert r["status"] == "error" and "CPU time limit, --cpu-seconds" in r["message"], r
+    assert rows["eve"]["check_first"]["status"] == "pass"
+    assert took < 25
