@@ -438,16 +438,22 @@ class Sandbox:
     # -- set-up
     def __enter__(self) -> "Sandbox":
         self.box = Path(tempfile.mkdtemp(prefix="dmlib-grade-"))
-        os.chmod(self.box, 0o711)  # the kernel may enter (to reach work/), not list or write
-        self.work = self.box / "work"
-        (self.work / "tmp").mkdir(parents=True)
-        if self.mode == "uid":
-            self.uid = _free_uid()
-            for d in (self.work, self.work / "tmp"):
-                os.chown(d, self.uid, self.uid)
-                os.chmod(d, 0o700)
-        self.log_path = self.box / "kernel.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in __exit__)
+        try:
+            os.chmod(self.box, 0o711)  # the kernel may enter (to reach work/), not list or write
+            self.work = self.box / "work"
+            (self.work / "tmp").mkdir(parents=True)
+            #: where jupyter_client writes the kernel's connection file (handed to the user)
+            self.connection_file = self.box / "kernel.json"
+            if self.mode == "uid":
+                self.uid = _free_uid()
+                for d in (self.work, self.work / "tmp"):
+                    os.chown(d, self.uid, self.uid)
+                    os.chmod(d, 0o700)
+            self.log_path = self.box / "kernel.log"
+            self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in __exit__)
+        except BaseException:
+            shutil.rmtree(self.box, ignore_errors=True)
+            raise
         self._deadline = time.monotonic() + self.limits.timeout + GRACE
         return self
 
@@ -467,10 +473,12 @@ class Sandbox:
         if self.mode != "uid" and os.geteuid() != 0:  # RLIMIT_NPROC counts all your processes
             nproc = _tasks_of_user(os.geteuid()) + self.limits.nproc
         limits, uid, keep_read = self.limits, self.uid, self.keep_read
+        conn = str(self.connection_file)
 
         def preexec() -> None:  # runs in the child, after setsid, before exec
             _set_limits(limits, nproc)
             if uid is not None:
+                os.chown(conn, uid, uid)  # written 0600 by the grader: the kernel must read it
                 _become(uid, keep_read)
 
         return {"env": self.env(), "cwd": str(self.work), "preexec_fn": preexec,
@@ -927,6 +935,11 @@ def _client_class() -> type:
         used: int = 0
         kept_lines: int = 0
         truncated: set
+
+        def create_kernel_manager(self) -> Any:
+            km = super().create_kernel_manager()
+            km.connection_file = str(self.sandbox.connection_file)
+            return km
 
         async def async_start_new_kernel(self, **kwargs: Any) -> None:
             kwargs.update(self.sandbox.popen_kwargs())

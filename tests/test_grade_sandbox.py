@@ -75,14 +75,13 @@ def _executed_text(tmp: Path, who: str) -> str:
                    for o in c.get("outputs", []))
 
 
-def _sandbox_procs() -> list[int]:
-    """Live processes running as one of the sandbox's throw-away user ids."""
+def _procs_of(uid: int) -> list[int]:
+    """Live processes running as ``uid``."""
     out = []
     for pid in grade._proc_pids():
         st = grade._status(pid)
         if st and not st.get("State", "").strip().startswith(("Z", "X")):
-            uid = int(st.get("Uid", "-1").split()[0])
-            if uid in grade.SANDBOX_UIDS:
+            if int(st.get("Uid", "-1").split()[0]) == uid:
                 out.append(pid)
     return out
 
@@ -115,7 +114,7 @@ def test_fork_loop_hits_the_process_limit_and_leftovers_are_killed(tmp_path, tin
             "except OSError as e:\n    print('forks', len(kids), type(e).__name__)\n"
             "for pid in kids[3:]:  # keep three sleepers, let the notebook go on\n"
             "    os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)\n"
-            "print('sleepers', *kids[:3])")
+            "print('sleepers', *kids[:3])\nprint('uid', os.getuid())")
     rows, log, took = _grade(tmp_path, tiny, {"eve": _hostile(code), "zed": GOOD},
                              timeout=30, nproc=40)
     text = _executed_text(tmp_path, "eve")
@@ -125,7 +124,8 @@ def test_fork_loop_hits_the_process_limit_and_leftovers_are_killed(tmp_path, tin
     assert rows["zed"]["check_after"]["status"] == "pass"  # and so did the batch
     sleepers = [int(p) for p in text.split("sleepers ", 1)[1].splitlines()[0].split()]
     assert len(sleepers) == 3 and not any(_alive(p) for p in sleepers)
-    assert _sandbox_procs() == []
+    uid = int(text.split("uid ", 1)[1].split()[0])
+    assert uid in grade.SANDBOX_UIDS and _procs_of(uid) == []
 
 
 def test_fork_bomb_as_the_same_user_is_stopped_by_the_watchdog(tmp_path, tiny):
