@@ -103,7 +103,6 @@ import io
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import stat
@@ -117,6 +116,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+
+try:
+    import resource
+except ImportError:  # not POSIX: no rlimits (the watchdog and the timeout still apply)
+    resource = None  # type: ignore[assignment]
 
 from .tools.pairs import KERNEL_NAME
 from .tools.student import compute_checksum, studentize
@@ -300,6 +304,9 @@ def _become(uid: int, keep_read: bool) -> None:
 
 def _set_limits(limits: Limits, nproc: int | None) -> None:
     """In the child before ``exec``: apply the rlimits (soft = hard, never above the old hard)."""
+    if resource is None:
+        return
+
     def cap(which: int, value: int) -> None:
         _, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -317,7 +324,12 @@ def _set_limits(limits: Limits, nproc: int | None) -> None:
 
 
 def _proc_pids() -> list[int]:
-    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    """Every process id in /proc (none without a Linux /proc: the watchdog then sees nothing,
+    and only the process group is killed)."""
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
 
 
 def _status(pid: int) -> dict[str, str] | None:
