@@ -32,8 +32,8 @@ keys). In the kernel and every process it starts, ``setrlimit`` caps the address
 (``--memory-mb``, default 8192), the CPU time of each process (``--cpu-seconds``, default
 the timeout times the number of CPUs), the size of any one file (``--disk-mb``, default
 1024), core dumps (none) and, where the kernel applies it, the number of processes and
-threads (``--nproc``, default 256).
-A watchdog thread checks the sandbox's processes every 0.1 s and kills all of them when
+threads (``--nproc``, default 256). A watchdog thread checks the sandbox's processes every
+0.1 s (0.25 s with a throw-away user; the files every 0.5 s) and kills all of them when
 together they exceed ``--nproc`` tasks or ``--memory-mb`` of resident memory, when the
 sandbox's files exceed ``--disk-mb`` (or ``MAX_FILES`` files), or 30 s after the timeout.
 At the end of every notebook all its processes are killed (background ones too) and its
@@ -216,8 +216,9 @@ DEFAULT_DISK_MB = 1024
 DEFAULT_NPROC = 256
 DEFAULT_OUTPUT_MB = 20
 MAX_FILES = 20_000  # files and folders a notebook may create (watchdog)
-WATCH_INTERVAL = 0.1  # seconds between two watchdog checks
-DISK_EVERY = 5  # the watchdog measures the files every DISK_EVERY checks
+WATCH_INTERVAL = 0.1  # seconds between two watchdog checks (as the same user)
+WATCH_INTERVAL_UID = 0.25  # with a throw-away user (the kernel enforces --nproc itself)
+DISK_EVERY = 0.5  # seconds between two measures of the files
 GRACE = 30.0  # seconds after the timeout before the watchdog kills everything
 SANDBOX_UIDS = range(64000, 65000)  # throw-away user ids for kernels (root only)
 #: the variables a kernel inherits from the grader's environment (when set); everything
@@ -332,21 +333,61 @@ def _proc_pids() -> list[int]:
         return []
 
 
-def _status(pid: int) -> dict[str, str] | None:
+def _read(path: str) -> bytes | None:
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 8192)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _status(pid: int) -> dict[str, str] | None:
+    """/proc/PID/status as a dict (``Uid``, ``State``, ``Threads``, ``VmRSS``, ...)."""
+    raw = _read(f"/proc/{pid}/status")
+    if raw is None:
+        return None
+    text = raw.decode("ascii", "replace")
     return dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+
+
+def _field(raw: bytes, name: bytes) -> bytes:
+    """The first word of a /proc/PID/status line (``b"Uid"`` -> real uid), fast."""
+    i = raw.find(b"\n" + name + b":")
+    if i < 0:
+        return b""
+    end = raw.find(b"\n", i + 1)
+    words = raw[i + len(name) + 2: end if end >= 0 else None].split()
+    return words[0] if words else b""
 
 
 def _stat(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    raw = _read(f"/proc/{pid}/stat")
+    if raw is None:
         return None
+    text = raw.decode("ascii", "replace")
     return text[text.rfind(")") + 2:].split()
+
+
+def _kill_user(uid: int) -> None:
+    """As root: SIGKILL every process of ``uid`` at once (a child becomes ``uid``, kill(-1))."""
+    pid = os.fork()
+    if pid == 0:  # the child only makes system calls, then leaves without cleanup
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # every process this user may signal, not itself
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.waitpid(pid, 0)
 
 
 def _tasks_of_user(uid: int) -> int:
@@ -360,6 +401,11 @@ def _tasks_of_user(uid: int) -> int:
 
 
 _MODE_CACHE: dict[tuple[str, ...], tuple[str, bool, str]] = {}
+# can the kernel's Python start, import ipykernel and read dmlib's files (without running
+# dmlib: importing it imports torch, seconds on a busy machine)
+_PROBE = ("import importlib.util as u, ipykernel, os; s = u.find_spec('dmlib'); "
+          "[open(os.path.join(d, f), 'rb').close() for d in s.submodule_search_locations "
+          "for f in os.listdir(d) if f.endswith('.py')]")
 
 
 def sandbox_mode(limits: Limits, kernel_name: str = KERNEL_NAME) -> tuple[str, bool, str]:
@@ -368,7 +414,7 @@ def sandbox_mode(limits: Limits, kernel_name: str = KERNEL_NAME) -> tuple[str, b
     As root (and without ``same_user``) a probe starts the kernel's Python as a throw-away
     user id, first without any capability, then with CAP_DAC_READ_SEARCH (needed when the
     interpreter lies in a folder other users cannot enter, such as ``/root``); the first
-    that can import ipykernel and dmlib wins. Cached per kernel and repository.
+    that can import ipykernel and read dmlib's files wins. Cached per kernel and repository.
     """
     if limits.same_user:
         return "same-user", False, "--same-user was given"
@@ -386,7 +432,7 @@ def sandbox_mode(limits: Limits, kernel_name: str = KERNEL_NAME) -> tuple[str, b
     result = ("same-user", False, "the kernel's Python could not run as a throw-away user")
     for keep_read in (False, True):
         try:
-            p = subprocess.run([argv0, "-c", "import ipykernel, dmlib"], env=env, cwd="/",
+            p = subprocess.run([argv0, "-c", _PROBE], env=env, cwd="/",
                                preexec_fn=lambda k=keep_read: _become(uid, k),  # noqa: PLW0108
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, timeout=120)
@@ -501,15 +547,14 @@ class Sandbox:
         """(pid, tasks, resident bytes) of every live process of the sandbox."""
         out = []
         page = os.sysconf("SC_PAGE_SIZE")
+        uid = str(self.uid).encode() if self.uid is not None else None
         for pid in _proc_pids():
-            if self.uid is not None:
-                st = _status(pid)
-                if not st or st.get("Uid", "").split()[:1] != [str(self.uid)]:
+            if uid is not None:  # the real uid, from status (a non-dumpable process's
+                raw = _read(f"/proc/{pid}/status")  # /proc/PID belongs to root)
+                if not raw or _field(raw, b"Uid") != uid or _field(raw, b"State") in (b"Z", b"X"):
                     continue
-                if st.get("State", "").strip().startswith(("Z", "X")):
-                    continue
-                rss = int(st.get("VmRSS", "0 kB").split()[0]) * 1024
-                out.append((pid, int(st.get("Threads", "1")), rss))
+                rss = int(_field(raw, b"VmRSS") or 0) * 1024
+                out.append((pid, int(_field(raw, b"Threads") or 1), rss))
             elif self.kernel_pid is not None:
                 f = _stat(pid)
                 if not f or f[0] in ("Z", "X"):
@@ -548,8 +593,8 @@ class Sandbox:
                         pass
         return total, n
 
-    def check(self, tick: int = 0) -> str:
-        """One watchdog check: the reason to stop the notebook, or ``""``."""
+    def check(self, files: bool = True) -> str:
+        """One watchdog check (of the files too if ``files``): why to stop the notebook, or ``""``."""
         lim = self.limits
         if time.monotonic() > self._deadline:
             self.stop_status = TIMEOUT
@@ -563,7 +608,7 @@ class Sandbox:
         if rss > lim.memory_mb * MB:
             return (f"{rss / MB:.0f} MB of memory in {len(procs)} process(es) "
                     f"(limit {lim.memory_mb} MB, --memory-mb)")
-        if tick % DISK_EVERY == 0:
+        if files:
             used, n = self.usage()
             self.peak["disk_mb"] = max(self.peak["disk_mb"], used / MB)
             if used > lim.disk_mb * MB:
@@ -576,10 +621,13 @@ class Sandbox:
         """Start the watchdog thread for the kernel ``kernel_pid``."""
         self.kernel_pid = kernel_pid
 
+        interval = WATCH_INTERVAL_UID if self.uid is not None else WATCH_INTERVAL
+        every = max(1, round(DISK_EVERY / interval))
+
         def loop() -> None:
             tick = 0
-            while not self._stop.wait(WATCH_INTERVAL):
-                reason = self.check(tick)
+            while not self._stop.wait(interval):
+                reason = self.check(tick % every == 0)
                 tick += 1
                 if reason:
                     self.reason = reason
@@ -590,8 +638,13 @@ class Sandbox:
         self._thread.start()
 
     def kill_all(self) -> int:
-        """SIGKILL every process of the sandbox until none is left; return how many."""
-        killed = 0
+        """SIGKILL every process of the sandbox until none is left; return how many were seen.
+
+        With a throw-away user a child process becomes that user and calls ``kill(-1)``,
+        which reaches every process of the user (whatever its session, even non-dumpable
+        ones); otherwise the kernel's process group and session are killed.
+        """
+        seen = 0
         if self.kernel_pid is not None:
             try:
                 os.killpg(self.kernel_pid, signal.SIGKILL)
@@ -601,14 +654,16 @@ class Sandbox:
             procs = self.members()
             if not procs:
                 break
+            seen += len(procs)
+            if self.uid is not None:
+                _kill_user(self.uid)
             for pid, *_ in procs:
                 try:
                     os.kill(pid, signal.SIGKILL)
-                    killed += 1
                 except OSError:
                     pass
             time.sleep(0.01)
-        return killed
+        return seen
 
     def kernel_log(self, chars: int = 400) -> str:
         """The end of what the kernel process wrote to its stdout and stderr."""
