@@ -397,3 +397,20 @@ def test_cpu_limit_kills_the_kernel_and_says_so(tmp_path, tiny):
     assert r["status"] == "error" and "CPU time limit, --cpu-seconds" in r["message"], r
     assert rows["eve"]["check_first"]["status"] == "pass"
     assert took < 25
+
+
+@needs_uid
+def test_a_process_that_hides_is_killed_with_its_notebook(tmp_path, tiny):
+    """A background process in a session of its own, not dumpable (its /proc entry then
+    belongs to root), still dies with the notebook: it runs as the throw-away user."""
+    if not _uid_mode():
+        pytest.skip("the kernel cannot run as a throw-away user here")
+    code = ("import os, time, ctypes\nr, w = os.pipe()\n"
+            "if os.fork() == 0:\n    os.setsid()\n"
+            "    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0\n"
+            "    os.write(w, str(os.getpid()).encode())\n    time.sleep(300)\n    os._exit(0)\n"
+            "print('hidden', os.read(r, 20).decode())")
+    rows, log, took = _grade(tmp_path, tiny, {"eve": _hostile(code)}, timeout=30)
+    pid = int(_executed_text(tmp_path, "eve").split("hidden ", 1)[1].split()[0])
+    assert rows["eve"]["check_after"]["status"] == "pass"
+    assert not _alive(pid)
