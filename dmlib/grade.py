@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import csv
 import ctypes
 import importlib
@@ -207,6 +208,7 @@ class Execution:
     stop_status: str | None = None  # TIMEOUT or ERROR (kernel died / could not start)
     stop_message: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. output truncated
+    peak: dict[str, float] = field(default_factory=dict)  # what the watchdog saw at most
 
 
 # ---- the sandbox -----------------------------------------------------------------------------
@@ -1112,6 +1114,8 @@ def execute(nb: nbformat.NotebookNode, timeout: float | None = None, quick: bool
         client.sandbox, client.cap, client.truncated = box, int(limits.output_mb * MB), set()
         try:
             client.execute()
+        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C while starting, ...
+            raise KeyboardInterrupt from None
         except CellTimeoutError:
             run.stopped_at, run.stop_status = current[0], TIMEOUT
             run.stop_message = f"timeout after {timeout:g} s (cell {current[0]} was still running)"
@@ -1134,6 +1138,10 @@ def execute(nb: nbformat.NotebookNode, timeout: float | None = None, quick: bool
             run.stop_status = box.stop_status
             run.stop_message = (f"the sandbox stopped the notebook in cell {run.stopped_at}: "
                                 f"{box.reason}; later cells did not run")
+        run.peak = dict(box.peak)
+        if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+            # nbclient took a SIGINT/SIGTERM (Ctrl-C) and shut the kernel down: stop the batch
+            raise KeyboardInterrupt
         if client.truncated:
             run.notes.append(f"output past {limits.output_mb:g} MB dropped (cells "
                              f"{', '.join(map(str, sorted(client.truncated)))})")
@@ -1356,6 +1364,9 @@ def grade(submissions: Path, out: Path = DEFAULT_OUT, timeout: float = DEFAULT_T
             n_pass = sum(r[1] == PASS for r in res)
             n_checks = sum(r[0] != "-" for r in res)
             took = f" in {run.seconds:.1f} s" if run else ""
+            if run and run.peak:
+                took += (f" (peak {run.peak['tasks']:.0f} tasks, {run.peak['rss_mb']:.0f} MB "
+                         f"resident, {run.peak['disk_mb']:.0f} MB files)")
             notes = [run.stop_message] if run and run.stop_status else []
             notes += run.notes if run else []
             if res and res[0][1] == UNREADABLE:
@@ -1419,6 +1430,10 @@ def main(argv: list[str] | None = None) -> int:
     except SubmissionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running notebook's processes were killed; no reports written",
+              file=sys.stderr)
+        return 130
     summary = summarize(rows)
     print(f"graded {len({s for s, *_ in summary})} student(s), {len(summary)} notebook(s)")
     for student in dict.fromkeys(s for s, *_ in summary):
