@@ -114,7 +114,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 
@@ -222,6 +222,7 @@ WATCH_INTERVAL = 0.1  # seconds between two watchdog checks (as the same user)
 WATCH_INTERVAL_UID = 0.25  # with a throw-away user (the kernel enforces --nproc itself)
 DISK_EVERY = 0.5  # seconds between two measures of the files
 GRACE = 30.0  # seconds after the timeout before the watchdog kills everything
+POLL_SLICE = 1.0  # seconds: the longest single wait for a kernel message (see _sliced)
 SANDBOX_UIDS = range(64000, 65000)  # throw-away user ids for kernels (root only)
 #: the variables a kernel inherits from the grader's environment (when set); everything
 #: else is dropped. HOME and TMPDIR point into the scratch folder; PYTHONPATH, DMLIB_QUICK,
@@ -992,6 +993,26 @@ def _out_size(out: nbformat.NotebookNode) -> int:
                for v in out.get("data", {}).values())
 
 
+def _sliced(get_msg: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a channel's async ``get_msg(timeout)`` so that it polls in slices of at most
+    ``POLL_SLICE`` seconds: a zmq wake-up can be missed (the socket's edge-triggered file
+    descriptor), and one long poll then waits out the whole cell timeout although the
+    kernel's reply sits in the queue (seen with widget cells; jupyter/nbclient#312)."""
+    from queue import Empty
+
+    async def sliced(timeout: float | None = None) -> Any:
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = POLL_SLICE if end is None else max(0.0, min(POLL_SLICE, end - time.monotonic()))
+            try:
+                return await get_msg(timeout=step)
+            except Empty:
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    return sliced
+
+
 def _client_class() -> type:
     from nbclient import NotebookClient
 
@@ -1009,6 +1030,12 @@ def _client_class() -> type:
             km = super().create_kernel_manager()
             km.connection_file = str(self.sandbox.connection_file)
             return km
+
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _sliced(channel.get_msg)
+            return kc
 
         async def async_start_new_kernel(self, **kwargs: Any) -> None:
             kwargs.update(self.sandbox.popen_kwargs())
