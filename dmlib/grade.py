@@ -23,13 +23,15 @@ by another is reported for the latter as ``missing`` ("not submitted").
 ``DMLIB_QUICK=1`` (``--full`` turns it off) and a wall-clock limit for the whole notebook
 (``--timeout``, default 600 s). A crashing cell does not stop the notebook: later cells still
 run. The submitted file is only read; the executed copy is written to
-``OUT/executed/<student>/<chapter>.ipynb``. Nothing a notebook does stops the batch.
+``OUT/executed/<student>/<chapter>.ipynb``. Nothing a notebook does stops the batch;
+Ctrl-C does (no reports are written then).
 
 **Sandbox** (``Limits``, ``Sandbox``). Each kernel runs in its own session and process group,
 with its own scratch folder as working directory and ``HOME`` (deleted afterwards), and an
 environment reduced to an allow-list (``ENV_ALLOW``; none of your other variables, tokens or
-keys). In the kernel and every process it starts, ``setrlimit`` caps the address space
-(``--memory-mb``, default 8192), the CPU time of each process (``--cpu-seconds``, default
+keys). Chapters read ``data/`` in place through dmlib (``PYTHONPATH`` points at this
+copy of dmlib). In the kernel and every process it starts, ``setrlimit`` caps the address
+space (``--memory-mb``, default 8192), the CPU time of each process (``--cpu-seconds``, default
 the timeout times the number of CPUs), the size of any one file (``--disk-mb``, default
 1024), core dumps (none) and, where the kernel applies it, the number of processes and
 threads (``--nproc``, default 256). A watchdog thread checks the sandbox's processes every
