@@ -599,7 +599,7 @@ class Sandbox:
         return total, n
 
     def check(self, files: bool = True) -> str:
-        """One watchdog check (of the files too if ``files``): why to stop the notebook, or ``""``."""
+        """One watchdog check (the files too if ``files``): why to stop the notebook, or ``""``."""
         lim = self.limits
         if time.monotonic() > self._deadline:
             self.stop_status = TIMEOUT
@@ -768,7 +768,8 @@ def load_chapter(reference: Path) -> Chapter:
             exercises.append(Exercise(i, meta["grade_id"], ref_cell.source,
                                       _defines(ref_cell.source), ()))
     exercises = [Exercise(x.index, x.grade_id, x.source, x.defines,
-                          next((lc.labels for lc in locked if lc.index > x.index and lc.labels), ()))
+                          next((lc.labels for lc in locked
+                                if lc.index > x.index and lc.labels), ()))
                  for x in exercises]
     return Chapter(reference.stem, expected, locked, exercises)
 
@@ -1263,8 +1264,8 @@ def grade_notebook(path: Path, chapter: Chapter, limits: Limits,
         for k, (label, status, message, ref) in enumerate(res):
             if label in lc.labels:
                 printed = f"{status}: {message}" if message else status
-                res[k] = (label, TAMPERED, f"{tampered[lc.grade_id]} (the check reported {printed})",
-                          ref)
+                res[k] = (label, TAMPERED,
+                          f"{tampered[lc.grade_id]} (the check reported {printed})", ref)
     return res, run
 
 
@@ -1435,7 +1436,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="address space of each process and resident memory of all together "
                           f"(default {DEFAULT_MEMORY_MB})")
     box.add_argument("--disk-mb", type=int, default=DEFAULT_DISK_MB,
-                     help=f"size of any one file and of all files together (default {DEFAULT_DISK_MB})")
+                     help="size of any one file and of all files together "
+                          f"(default {DEFAULT_DISK_MB})")
     box.add_argument("--nproc", type=int, default=DEFAULT_NPROC,
                      help=f"processes and threads (default {DEFAULT_NPROC})")
     box.add_argument("--cpu-seconds", type=float, default=None,
