@@ -152,11 +152,13 @@ def test_fork_bomb_as_the_same_user_is_stopped_by_the_watchdog(tmp_path, tiny):
 def test_disk_fill_is_stopped(tmp_path, tiny):
     """One big file hits RLIMIT_FSIZE; many files hit the watchdog's --disk-mb."""
     before = {p.name for p in Path(grade.tempfile.gettempdir()).glob("dmlib-grade-*")}
-    code = ("mb = b'x' * 2**20\nn = 0\ntry:\n    with open('big', 'wb') as f:\n"
-            "        for _ in range(64):  # safety bound: 64 MB\n"
-            "            f.write(mb); f.flush(); n += 1\n"
-            "except OSError as e:\n    print('one file stopped at', n, 'MB:', e.strerror)\n"
-            "import os, time\n"
+    # the full file is emptied at once, so that only the second part trips the watchdog
+    code = ("import os, time\nmb = b'x' * 2**20\nn = 0\nf = open('big', 'wb', buffering=0)\ntry:\n"
+            "    for _ in range(64):  # safety bound: 64 MB\n"
+            "        f.write(mb); n += 1\n"
+            "except OSError as e:\n    f.truncate(0); f.close()\n"
+            "    print('one file stopped at', n, 'MB:', e.strerror, flush=True)\n"
+            "time.sleep(1)\n"
             "for i in range(200):  # safety bound: 200 MB\n"
             "    with open(f'f{i}', 'wb') as f:\n        f.write(mb[:-1])\n"
             "    time.sleep(0.01)\n")
