@@ -10,7 +10,10 @@ markers::
 
 The student version replaces each fenced block by ``raise NotImplementedError()`` at the
 same indentation, clears all outputs, and adds nbgrader cell metadata (solution cells
-editable, check cells read-only) so the files also work with nbgrader. Usage::
+editable, check cells read-only) so the files also work with nbgrader. Each locked (check) cell
+also carries ``metadata.nbgrader.checksum`` (``compute_checksum``, nbgrader's recipe): the
+grader (``dmlib.course.grade``) recomputes it and grades a submission whose locked cell was edited
+as ``tampered``. Usage::
 
     python -m dmlib.course.tools.student chapters build/student
 """
@@ -18,6 +21,7 @@ editable, check cells read-only) so the files also work with nbgrader. Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -97,6 +101,27 @@ def paste_solutions(student_source: str, solved_source: str) -> str:
     return "\n".join(out)
 
 
+def compute_checksum(cell: nbformat.NotebookNode) -> str:
+    """The md5 checksum of a cell that has nbgrader metadata, by nbgrader's recipe.
+
+    It covers the cell's source and type, its nbgrader flags (grade, solution, locked), its
+    ``grade_id`` and, for grade cells, its points, so editing any of them changes it. Raises
+    ``ValueError`` if the cell has no ``metadata.nbgrader`` with a ``grade_id``.
+    """
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if not isinstance(meta, dict) or not isinstance(meta.get("grade_id"), str):
+        raise ValueError("the cell has no nbgrader metadata with a grade_id to checksum")
+    grade, solution = bool(meta.get("grade", False)), bool(meta.get("solution", False))
+    locked = False if solution else (True if grade else bool(meta.get("locked", False)))
+    m = hashlib.md5()
+    for part in (cell.get("source", ""), cell.get("cell_type", ""), str(grade), str(solution),
+                 str(locked), meta["grade_id"]):
+        m.update(str(part).encode("utf-8"))
+    if grade:
+        m.update(str(float(meta.get("points", 0))).encode("utf-8"))
+    return m.hexdigest()
+
+
 def studentize(nb: nbformat.NotebookNode, name: str) -> tuple[nbformat.NotebookNode, int]:
     """Return a student copy of ``nb`` (solutions stubbed, outputs cleared) and the exercise count."""
     nb = nbformat.from_dict(nb)  # deep copy
@@ -117,6 +142,8 @@ def studentize(nb: nbformat.NotebookNode, name: str) -> tuple[nbformat.NotebookN
                 cell.metadata["editable"] = False
                 cell.metadata["deletable"] = False
         cell.metadata["nbgrader"] = meta
+        if meta["locked"]:
+            cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
     return nb, n_ex
 
 
