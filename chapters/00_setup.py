@@ -28,6 +28,7 @@
 # needs state from another chapter.
 
 # %%
+import os
 import platform
 import sys
 
@@ -42,7 +43,7 @@ print(f"Python     {platform.python_version()}")
 print(f"torch      {torch.__version__}")
 print(f"numpy      {np.__version__}")
 print(f"matplotlib {matplotlib.__version__}")
-print(f"dmlib      {dmlib.__version__} ({dmlib.__file__})")
+print(f"dmlib      {dmlib.__version__} ({os.path.relpath(dmlib.__file__)})")  # this clone's
 
 # %% [markdown]
 # ## 1. The environment
@@ -164,6 +165,19 @@ for bad_t in [torch.tensor([0, 5, 999]), torch.tensor([1, 5, 1001])]:
 # variable `DMLIB_QUICK=1`. **You run the full setting**: the numbers you see are the ones
 # the chapters discuss. Checked results (marked `# NBVAL_CHECK_OUTPUT` in the source) never
 # depend on the switch.
+#
+# **On a slow machine**, use quick mode in the lab too. Chapters 5 to 7 take several
+# minutes each in full mode on a 2-core laptop (every step that runs longer than a few
+# seconds shows a progress bar); in quick mode each takes well under a minute, with rougher
+# figures and the same checked numbers. Stop JupyterLab (Ctrl+C twice in its terminal) and
+# start it with
+#
+# ```bash
+# make lab QUICK=1        # the same as: DMLIB_QUICK=1 make lab
+# ```
+#
+# Every kernel it starts then runs the quick setting. The cell below says which one this
+# kernel runs.
 
 # %%
 steps = dmlib.quick(200, 5000)

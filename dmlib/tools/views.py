@@ -134,6 +134,10 @@ def saved_views(nb: nbformat.NotebookNode) -> int:
                 continue
             if WIDGET_VIEW in data:
                 mid = data[WIDGET_VIEW].get("model_id", "")
+                if states and mid not in states:  # closed (a tqdm bar with leave=False)
+                    out["data"] = None
+                    changed += 1
+                    continue
                 text = tqdm_text(mid, states)
                 if text is not None:
                     new = {WIDGET_VIEW: data[WIDGET_VIEW], "text/plain": text}
@@ -153,6 +157,7 @@ def saved_views(nb: nbformat.NotebookNode) -> int:
                                       "the player with play / step controls)"})
                     out["metadata"] = {}
                     changed += 1
+        cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("data", True) is not None]
     return changed
 
 

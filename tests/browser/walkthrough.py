@@ -201,9 +201,11 @@ PROMPTS_DONE_JS = """() => {
 }""" % {"p": PANEL}
 
 
-def _open(lab: Lab, browser, name: str):
+@pytest.fixture(scope="module")
+def app(lab, browser):
+    """One JupyterLab page for all chapters (loading the app once), blocking outside requests."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    outside = []
+    outside, errors = [], []
 
     def route(r):
         if r.request.url.startswith(lab.base):
@@ -213,15 +215,30 @@ def _open(lab: Lab, browser, name: str):
 
     ctx.route("**/*", route)
     page = ctx.new_page()
-    errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    # a workspace of its own: nothing restored from the previous chapter
-    page.goto(f"{lab.base}/lab/workspaces/w{name[:2]}/tree/{name}.ipynb?reset&token={lab.token}")
-    page.wait_for_selector(f"{PANEL} .jp-Cell", timeout=90_000)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.context"
-                           " && window.jupyterapp.shell.currentWidget.context.isReady", timeout=60_000)
-    return ctx, page, outside, errors
+    page.goto(f"{lab.base}/lab/workspaces/browser-test?reset&token={lab.token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
+    page.wait_for_selector(".jp-DirListing-item", timeout=120_000)
+    page.outside, page.errors = outside, errors
+    yield page
+    ctx.close()
+
+
+def _open(page, path: str) -> None:
+    """Open ``path`` as a student does (the file browser's open), wait until it is shown."""
+    page.evaluate("async (p) => { const w = await window.jupyterapp.commands.execute("
+                  "'docmanager:open', {path: p}); await w.context.ready; await w.revealed; }", path)
+    page.wait_for_function(
+        "(p) => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.context && w.context.path === p && w.context.isReady; }", arg=path,
+        timeout=60_000)
+    page.wait_for_selector(f"{PANEL} .jp-Cell", timeout=60_000)
+
+
+def _close(page) -> None:
+    """Close the current notebook without saving (the exercise cell stays out of the file)."""
+    page.evaluate("() => { const w = window.jupyterapp.shell.currentWidget;"
+                  " if (w) { w.context.model.dirty = false; w.dispose(); } }")
 
 
 def _command(page, cmd: str, args: dict | None = None):
@@ -251,18 +268,21 @@ checks.{check}(_right)"""
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
-def test_chapter_in_jupyterlab(lab, browser, name):
-    path = f"{name}.ipynb"
+def test_chapter_in_jupyterlab(lab, app, name):
+    page, path = app, f"{name}.ipynb"
     py_before = (ROOT / "chapters" / f"{name}.py").read_bytes()
-    ctx, page, outside, page_errors = _open(lab, browser, name)
+    _open(page, path)
+    del page.outside[:]
     try:
         # 1. the saved view, before anything runs (the notebook is untrusted, as after a clone)
         page.wait_for_function("() => [...document.querySelectorAll('%s .jp-OutputArea-output img')]"
                                ".every(i => i.complete)" % PANEL, timeout=30_000)
         view = page.evaluate(SAVED_VIEW_JS, RAW_REPR)
         _shot(page, name, "saved_top")
-        first_widget = page.locator(f"{PANEL} .jp-OutputArea-output").filter(
-            has=page.locator("img")).nth(0)
+        widget_cell = page.locator(f"{PANEL} .jp-CodeCell").filter(
+            has_text=re.compile(r"widgets\.(interact\(|VBox\()")).first
+        if widget_cell.count():
+            _shot(page, name, "saved_widget", widget_cell.locator(".jp-OutputArea").first)
         anim = page.locator(f"{PANEL} .jp-OutputArea-output img[src^='data:image/gif']")
         if anim.count():
             _shot(page, name, "saved_animation", anim.first)
@@ -303,9 +323,11 @@ def test_chapter_in_jupyterlab(lab, browser, name):
             before = img.get_attribute("src")
             handle = box.locator(".noUi-handle")
             if handle.count():
-                handle.first.focus()
+                h = handle.first
+                at_max = h.get_attribute("aria-valuenow") == h.get_attribute("aria-valuemax")
+                h.focus()
                 for _ in range(3):
-                    page.keyboard.press("ArrowRight")
+                    page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
             else:
                 sel = box.locator("select").first
                 sel.select_option(index=1)
@@ -313,6 +335,7 @@ def test_chapter_in_jupyterlab(lab, browser, name):
                 "([el, before]) => { const i = el.querySelector('.widget-output img');"
                 " return i && i.src !== before && i.complete && i.naturalWidth > 0; }",
                 arg=[box.element_handle(), before], timeout=60_000)
+            lab.wait_idle(path, 60)
             _shot(page, name, "run_widget", box)
 
         # 5. play the animation: its frame must change after one click on Play
@@ -347,8 +370,8 @@ def test_chapter_in_jupyterlab(lab, browser, name):
         assert m and len(m.group(1)) > 20, f"no FAIL line with a hint for {check}: {text!r}"
         assert re.search(rf"PASS {check}", text), text
         _shot(page, name, "run_exercise", last)
-        assert not outside, f"the page asked for outside resources: {sorted(set(outside))[:5]}"
+        assert not page.outside, f"the page asked for outside resources: {sorted(set(page.outside))[:5]}"
         print(f"{name}: run all {run_s:.1f} s, {view['images']} saved images")
     finally:
+        _close(page)
         lab.shutdown(path)
-        ctx.close()
