@@ -122,11 +122,20 @@ def _stdout(cell: nbformat.NotebookNode) -> str:
 
 def check_lines(cell: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
     """The check lines a cell printed, as (label, check name, message); ``[`` demo lines skipped."""
-    out = []
+    out, last = [], None
     for line in _stdout(cell).splitlines():
+        if last is not None and line.startswith("    ") and line.strip():
+            if last >= 0:  # a wrapped check line continues (dmlib.checks._core.report_line)
+                label, name, msg = out[last]
+                out[last] = (label, name, f"{msg} {line.strip()}".strip())
+            continue
         m = _LINE.match(line.strip())
+        last = None
         if m and not line.lstrip().startswith("["):
             out.append((m.group(1), m.group(2), m.group(3).strip()))
+            last = len(out) - 1
+        elif m:
+            last = -1  # a demo line's continuation is skipped with it
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -112,13 +113,25 @@ def _evaluate(fn: Callable, spec: Spec) -> CheckResult:
     return CheckResult(spec.name, PASS, f"all {n} cases agree with the reference", n)
 
 
+#: Check lines are wrapped at word boundaries to this width, continuation lines indented by
+#: four spaces: JupyterLab wraps printed text anywhere (``word-break: break-all``), which cut
+#: long hints mid-word. The grader joins the continuation lines back (``dmlib.grade``).
+REPORT_WIDTH = 88
+
+
+def report_line(line: str) -> str:
+    """``line`` wrapped at word boundaries to ``REPORT_WIDTH``, continuation lines indented."""
+    return textwrap.fill(line, width=REPORT_WIDTH, subsequent_indent="    ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def run_check(fn: Callable, spec: Spec, verbose: bool = True) -> CheckResult:
     """Evaluate ``fn`` against ``spec``, print one line, record and return the result."""
     result = _evaluate(fn, spec)
     RESULTS.append(result)
     label = {PASS: "PASS", FAIL: "FAIL", ERROR: "FAIL", NOT_IMPLEMENTED: "NOT IMPLEMENTED YET"}
     if verbose:
-        print(f"{label[result.status]} {spec.name}: {result.message}")
+        print(report_line(f"{label[result.status]} {spec.name}: {result.message}"))
     strict = os.environ.get("DMLIB_CHECKS_STRICT", "").strip() not in ("", "0")
     if strict and result.status in (FAIL, ERROR):
         raise CheckFailed(f"{spec.name}: {result.message}")
