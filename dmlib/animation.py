@@ -48,10 +48,16 @@ _ICONS = {"fa fa-minus": "&minus;", "fa fa-fast-backward": "|&#9664;&#9664;",
 
 
 def offline_jshtml(html: str) -> str:
-    """A ``to_jshtml`` player without its CDN stylesheet: icons become text symbols."""
+    """A ``to_jshtml`` player without its CDN stylesheet (icons become text symbols) whose
+    buttons work on the first click inside JupyterLab."""
     import re
 
     html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
+    # A press on the player must reach its button and not JupyterLab's notebook, whose
+    # mouse-down handler selects the cell and may scroll it: the button then moves away
+    # from under the pointer and the first click is lost.
+    html = html.replace('<div class="animation">',
+                        '<div class="animation" onmousedown="event.stopPropagation()">', 1)
     for cls, text in _ICONS.items():
         html = html.replace(f'<i class="{cls}"></i>', f'<span class="anim-icon">{text}</span>')
     return html

@@ -194,27 +194,35 @@ SAVED_VIEW_JS = """(raw) => {
   };
 }""" % {"p": PANEL}
 
-PROMPTS_DONE_JS = """() => {
-  const cells = [...document.querySelectorAll('%(p)s .jp-CodeCell')];
-  const prompts = cells.map(c => (c.querySelector('.jp-InputPrompt') || {}).innerText || '');
-  return cells.length > 0 && !prompts.some(t => t.includes('*'));
+# Run All is done when every code cell has an execution count and none is queued or running
+# (prompt "[*]"); it stops early at an error output, which this reports at once.
+RUN_STATE_JS = """() => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const cells = nb.model.cells;
+  let pending = 0;
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    for (let j = 0; j < c.outputs.length; j++) {
+      if (c.outputs.get(j).type === 'error') return 'error in cell ' + i;
+    }
+    if (c.sharedModel.getSource().trim() && c.executionCount == null) pending++;
+  }
+  const busy = [...document.querySelectorAll('%(p)s .jp-InputPrompt')]
+    .some(p => p.innerText.includes('*'));
+  return pending === 0 && !busy ? 'done' : false;
 }""" % {"p": PANEL}
 
 
 @pytest.fixture(scope="module")
 def app(lab, browser):
-    """One JupyterLab page for all chapters (loading the app once), blocking outside requests."""
+    """One JupyterLab page for all chapters (loading the app once), recording any request
+    that leaves the local server (there is no network here: such a request would fail)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     outside, errors = [], []
-
-    def route(r):
-        if r.request.url.startswith(lab.base):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-
-    ctx.route("**/*", route)
     page = ctx.new_page()
+    page.on("request", lambda r: None if r.url.startswith((lab.base, "data:", "blob:"))
+            else outside.append(r.url))
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{lab.base}/lab/workspaces/browser-test?reset&token={lab.token}")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
@@ -297,13 +305,17 @@ def test_chapter_in_jupyterlab(lab, app, name):
         # 2. run all in quick mode with the course kernel
         lab.wait_idle(path, 120)
         t0 = time.monotonic()
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')",)
-        page.wait_for_function(PROMPTS_DONE_JS, timeout=RUN_TIMEOUT_S * 1000, polling=250)
+        _command(page, "notebook:clear-all-cell-outputs")  # execution counts too
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        state = page.wait_for_function(RUN_STATE_JS, timeout=RUN_TIMEOUT_S * 1000,
+                                       polling=250).json_value()
         lab.wait_idle(path, 60)
         run_s = time.monotonic() - t0
 
         # 3. save from the browser; no error output; every cell ran; the .py is unchanged
         _command(page, "docmanager:save")
+        if state != "done":
+            _shot(page, name, "run_error")
         nb = lab.notebook(path)
         errs = [(i, "\n".join(o.get("traceback", []))[-1500:]) for i, c in enumerate(nb["cells"])
                 for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -371,6 +383,7 @@ def test_chapter_in_jupyterlab(lab, app, name):
         assert re.search(rf"PASS {check}", text), text
         _shot(page, name, "run_exercise", last)
         assert not page.outside, f"the page asked for outside resources: {sorted(set(page.outside))[:5]}"
+        assert not page.errors, f"JavaScript errors in the page: {page.errors[:3]}"
         print(f"{name}: run all {run_s:.1f} s, {view['images']} saved images")
     finally:
         _close(page)
