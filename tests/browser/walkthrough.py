@@ -337,9 +337,8 @@ def test_chapter_in_jupyterlab(lab, app, name):
             if handle.count():
                 h = handle.first
                 at_max = h.get_attribute("aria-valuenow") == h.get_attribute("aria-valuemax")
-                h.focus()
-                for _ in range(3):
-                    page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+                h.focus()  # one step: one redraw, so the screenshot shows a settled figure
+                page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
             else:
                 sel = box.locator("select").first
                 sel.select_option(index=1)
