@@ -11,15 +11,22 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 PEER_ARGS ?=
 KERNEL := dmlib-course
 LAB_ARGS ?=
+# make lab QUICK=1: every kernel the lab starts runs the quick setting (slow machines)
+QUICK ?=
+# Jupyter refuses to run as root without --allow-root (containers, cloud notebooks)
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+BROWSER_STAMP := $(VENV)/.installed-browser
 CH ?=
 JOBS ?= 2
 SUBMISSIONS ?=
 
-.PHONY: lab test unit pairs execute sync student grade bench bench-peer clean help
+.PHONY: lab test test-browser unit pairs execute sync student grade bench bench-peer clean help
 
 help:
 	@echo "make lab      open the course in JupyterLab (creates .venv on first use)"
+	@echo "make lab QUICK=1   the same in quick mode (smaller training: for slow machines)"
 	@echo "make test     unit tests, jupytext pair check, every chapter under nbval (quick mode)"
+	@echo "make test-browser  the JupyterLab walkthrough in headless Chromium (screenshots in build/browser/)"
 	@echo "make execute  re-run every chapter (or CH=name) in full mode, store outputs in the .ipynb"
 	@echo "make sync     write each chapter's .py (the source) into its .ipynb, keeping outputs"
 	@echo "make student  student versions of all chapters in build/student/"
@@ -34,12 +41,15 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	@# setuptools warns about every editable install ("Please be careful with folders ..."): noise here
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (diffusion course)"
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=chapters $(LAB_ARGS)
+	@echo "Starting JupyterLab on chapters/ in $(if $(QUICK),quick,full) mode. Open the URL it prints below"
+	@echo "(http://127.0.0.1:8888/lab?token=...); Ctrl+C twice stops it."
+	$(if $(QUICK),DMLIB_QUICK=1 ,)$(VENV)/bin/jupyter lab --notebook-dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
 
 # make test = pair check + unit tests + every chapter under nbval, all in quick mode.
 # JOBS pytest workers (xdist); --dist loadscope keeps each notebook's cells (and each test module)
@@ -48,6 +58,16 @@ lab: $(STAMP)
 test: $(STAMP) pairs
 	DMLIB_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env \
 	    --nbval-cell-timeout=600 -p no:cacheprovider -n $(JOBS) --dist loadscope
+
+# The walkthrough as a student meets it: JupyterLab in headless Chromium (the system package;
+# Playwright drives it, from tests/browser/requirements.txt), every chapter opened, run in
+# quick mode, saved, a widget moved, the animation played, an exercise checked.
+$(BROWSER_STAMP): $(STAMP) tests/browser/requirements.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -r tests/browser/requirements.txt
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	$(PY) -m pytest tests/browser/walkthrough.py -p no:cacheprovider -v --durations=0
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -p no:cacheprovider

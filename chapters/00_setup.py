@@ -206,6 +206,7 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # *Python (diffusion course)*, which this notebook uses.
 
 # %%
+import os
 import platform
 import sys
 
@@ -217,7 +218,7 @@ print(f"Python     {platform.python_version()}")
 print(f"torch      {torch.__version__}")
 print(f"numpy      {np.__version__}")
 print(f"matplotlib {matplotlib.__version__}")
-print(f"dmlib      {dmlib.__version__} ({dmlib.__file__})")
+print(f"dmlib      {dmlib.__version__} ({os.path.relpath(dmlib.__file__)})")  # this clone's
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -332,6 +333,19 @@ for bad_t in [torch.tensor([0, 5, 999]), torch.tensor([1, 5, 1001])]:
 # variable `DMLIB_QUICK=1` is set: the numbers you see are then the ones the chapters
 # discuss. Quick mode, for slow machines, shrinks only those sizes: the trained models get
 # worse, but every exact check prints the same result.
+#
+# **On a slow machine**, use quick mode in the lab too. Chapters 5 to 7 take several
+# minutes each in full mode on a 2-core laptop (every step that runs longer than a few
+# seconds shows a progress bar); in quick mode each takes well under a minute, with rougher
+# figures and the same checked numbers. Stop JupyterLab (Ctrl+C twice in its terminal) and
+# start it with
+#
+# ```bash
+# make lab QUICK=1        # the same as: DMLIB_QUICK=1 make lab
+# ```
+#
+# Every kernel it starts then runs the quick setting. The cell below says which one this
+# kernel runs.
 
 # %%
 steps = dmlib.quick(200, 5000)

@@ -533,6 +533,7 @@ from dmlib.models import MLPConfig, MLPDenoiser
 from dmlib.plotting import scatter2d
 from dmlib.sampling import ddpm_sample
 from dmlib.training import TrainConfig, train
+from tqdm.auto import tqdm
 
 # The 2-D MLP is tiny: on a CPU one thread trains it faster than several, whose
 # synchronisation costs more than the matrix products (on a busy 2-core machine we measured
@@ -555,7 +556,7 @@ def make_loss_fn(p: str, w: str):
 
 
 results = {}
-for p, w in RUNS:
+for p, w in tqdm(RUNS, desc="8 training runs"):
     torch.manual_seed(0)  # the same initial weights for every run
     model = MLPDenoiser(MLPConfig(dim=2, hidden=128, depth=3))
     cfg = TrainConfig(steps=STEPS, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995,
@@ -583,7 +584,7 @@ gmm = default_gmm2d()
 true_nll = -gmm.log_prob(x_test).mean().item()
 data_logp = -true_nll
 N_SAMPLES = dmlib.quick(500, 2000)
-for (p, w), r in results.items():
+for (p, w), r in tqdm(results.items(), total=len(results), desc="bounds and samples"):
     m = r["model"]
     with torch.no_grad():
         r["err"] = tg.error_per_t(m, sched, x_test, p, generator=torch.Generator().manual_seed(5))

@@ -63,6 +63,7 @@ from dmlib.plotting import plot_curve, plot_trajectories, scatter2d, scatter_gri
 from dmlib.sampling import ddpm_sample
 from dmlib.schedules import Schedule
 from dmlib.training import TrainConfig, train
+from tqdm.auto import tqdm
 
 gen = dmlib.seed_everything(0)
 # One thread: these models are tiny, a second thread gains little on an idle CPU and, on a
@@ -318,7 +319,7 @@ for name, fn in {"noise at t = 1": lambda *a: _step(*a, last=True),
 N_SHOW = dmlib.quick(300, 1000)
 t0 = time.perf_counter()
 samples = {name: ddpm_sample(models[name], sched, (N_SHOW, 2), generator=torch.Generator().manual_seed(1))
-           for name in SETS}
+           for name in tqdm(SETS, desc="sampling")}
 samples_perfect = ddpm_sample(perfect, sched, (N_SHOW, 2), generator=torch.Generator().manual_seed(1))
 print(f"sampled {len(SETS) + 1} x {N_SHOW} points with T = {T} steps in {time.perf_counter() - t0:.1f} s")
 fig = scatter_grid([make_toy("gmm", N_SHOW, seed=7), samples_perfect, samples["gmm"]],
@@ -347,7 +348,7 @@ for t in [1, 2, 5, 20, 100, 1000]:  # T = 1000, linear
 
 # %%
 samples_bt = ddpm_sample(models["gmm"], sched, (N_SHOW, 2), variance="beta_tilde",
-                         generator=torch.Generator().manual_seed(1))
+                         generator=torch.Generator().manual_seed(1), progress=True)
 draw_gmm = lambda n, seed: make_toy("gmm", n, seed=seed)  # noqa: E731
 for label, xs in [("sigma^2 = beta      ", samples["gmm"]), ("sigma^2 = beta_tilde", samples_bt)]:
     r = sample_distance_report(xs, draw_gmm, "sw")
@@ -551,7 +552,7 @@ true_nll = {"gmm": lambda x: -gmm.log_prob(x),
             "eight_gaussians": lambda x: -ring_gmm(8, std=0.1).log_prob(x),
             "checkerboard": lambda x: torch.full((len(x),), CHECKERBOARD_ENTROPY, dtype=torch.float64)}
 vlb_table, terms_net = {}, {}
-for name in SETS:
+for name in tqdm(SETS, desc="NLL bounds"):
     x_held = make_toy(name, N_HELD, seed=2)
     with torch.no_grad():
         terms = vlb_terms(models[name], sched, x_held, variance="beta",
@@ -761,14 +762,13 @@ for K in [5, 10]:
 N_W = dmlib.quick(80, 300)
 K_OPTIONS = [K for K in (10, 100, 1000) if K <= T]
 frames_of = {}
-for name in SETS:
-    for K in K_OPTIONS:
-        s_k, m_k = respaced(sched, models[name], K)
-        steps_k = sorted({int(round(v)) for v in np.linspace(0, K, 16)}, reverse=True)
-        for var in ["beta", "beta_tilde"]:
-            _, tr = ddpm_sample(m_k, s_k, (N_W, 2), variance=var, generator=torch.Generator().manual_seed(6),
-                                return_trajectory=True, trajectory_steps=steps_k)
-            frames_of[name, K, var] = [(k, tr[k].numpy()) for k in steps_k]
+for name, K in tqdm([(n, K) for n in SETS for K in K_OPTIONS], desc="trajectories"):
+    s_k, m_k = respaced(sched, models[name], K)
+    steps_k = sorted({int(round(v)) for v in np.linspace(0, K, 16)}, reverse=True)
+    for var in ["beta", "beta_tilde"]:
+        _, tr = ddpm_sample(m_k, s_k, (N_W, 2), variance=var, generator=torch.Generator().manual_seed(6),
+                            return_trajectory=True, trajectory_steps=steps_k)
+        frames_of[name, K, var] = [(k, tr[k].numpy()) for k in steps_k]
 fig, axes = plt.subplots(2, 3, figsize=(8, 5.6))
 for i, var in enumerate(["beta", "beta_tilde"]):
     for j, K in enumerate(K_OPTIONS):
@@ -796,7 +796,8 @@ def show_frame(data_set="eight_gaussians", K=K_OPTIONS[-1], variance="beta", fra
 
 
 widgets.interact(show_frame, data_set=SETS, K=K_OPTIONS, variance=["beta", "beta_tilde"],
-                 frame=widgets.IntSlider(15, 0, 15, 1, description="frame (t ->0)"));
+                 frame=widgets.IntSlider(15, 0, 15, 1, description="frame (t -> 0)",
+                                         style={"description_width": "initial"}));
 
 # %% [markdown]
 # ## 7. What goes wrong, and how to see it
@@ -829,7 +830,7 @@ widgets.interact(show_frame, data_set=SETS, K=K_OPTIONS, variance=["beta", "beta
 # %%
 N_BAD = dmlib.quick(300, 1000)
 few = {}
-for K in [K for K in (2, 5, 10, 25, 100, 1000) if K <= T]:
+for K in tqdm([K for K in (2, 5, 10, 25, 100, 1000) if K <= T], desc="K steps"):
     s_k, m_k = respaced(sched, perfect, K)
     xs = ddpm_sample(m_k, s_k, (dmlib.quick(300, 5000), 2), generator=torch.Generator().manual_seed(8))
     few[K] = (xs, sample_distance_report(xs, draw_gmm, "sw")["ratio"])
@@ -850,7 +851,7 @@ plt.show()
 def train_and_score(config, steps, schedule=sched, name="gmm"):
     torch.manual_seed(0)
     lf = lambda m, b, g: diffusion_loss(m, schedule, b, generator=g)  # noqa: E731
-    res = train(MLPDenoiser(config), lf, data[name], TrainConfig(steps=steps, **RECIPE), progress=False)
+    res = train(MLPDenoiser(config), lf, data[name], TrainConfig(steps=steps, **RECIPE))
     xs = ddpm_sample(res.ema_model, schedule, (N_BAD, 2), generator=torch.Generator().manual_seed(8))
     return res.ema_model, xs, sample_distance_report(xs, draw_gmm, "sw")["ratio"]
 

@@ -72,6 +72,7 @@ from dmlib.quality import (classify, frechet_distance, real_data_floor, score_im
                            test_accuracy)
 from dmlib.respacing import RespacedModel, respace, respaced_timesteps
 from dmlib.sampling import ddpm_sample, sample_images
+from tqdm.auto import tqdm
 from dmlib.schedules import Schedule
 from dmlib.spec import DiffusionSpec
 from dmlib.train import MNIST_UNET, PRESETS, get_preset, train_mnist
@@ -330,9 +331,9 @@ print("its DiffusionSpec:", ship_spec, "| the same as ours:", ship_spec == spec)
 # %%
 n_show = dmlib.quick(16, 32)
 own = sample_images(run.ema_model, run.spec, n_show, steps=50,
-                    generator=torch.Generator().manual_seed(0))
+                    generator=torch.Generator().manual_seed(0), progress=True)
 theirs = sample_images(shipped, ship_spec, n_show, steps=50,
-                       generator=torch.Generator().manual_seed(0))
+                       generator=torch.Generator().manual_seed(0), progress=True)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2 if dmlib.QUICK else 5))
 image_grid(own, ax=axes[0], title=f"this notebook's run ({run.result.steps_done} steps)")
 image_grid(theirs, ax=axes[1], title=f"shipped checkpoint ({ship_meta['step']} steps)")
@@ -348,7 +349,7 @@ plt.show()
 step_counts = dmlib.quick([10, 25, 50], [10, 25, 50, 100, 250, 1000])
 n_time = dmlib.quick(8, 16)
 timing = {}
-for S in step_counts:
+for S in tqdm(step_counts, desc="timing"):
     t0 = time.perf_counter()
     sample_images(shipped, ship_spec, n_time, steps=S, generator=torch.Generator().manual_seed(0))
     timing[S] = (time.perf_counter() - t0) / n_time
@@ -505,7 +506,7 @@ except NotImplementedError:
 # %%
 show_steps = dmlib.quick([5, 10, 25], [10, 25, 50, 100, 1000])
 rows = [sample_images(shipped, ship_spec, 8, steps=S, generator=torch.Generator().manual_seed(7))
-        for S in show_steps]
+        for S in tqdm(show_steps, desc="step counts")]
 fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.15 * len(rows) + 0.4))
 for ax, S, r in zip(axes, show_steps, rows):
     image_grid(r, nrow=8, ax=ax, title=f"{S} steps", pad=1)
@@ -524,7 +525,7 @@ S_main = dmlib.quick(25, 100)
 n_grid = dmlib.quick(16, 64)
 t0 = time.perf_counter()
 grid_samples = sample_images(shipped, ship_spec, n_grid, steps=S_main,
-                             generator=torch.Generator().manual_seed(0))
+                             generator=torch.Generator().manual_seed(0), progress=True)
 print(f"{n_grid} digits with {S_main} steps in {time.perf_counter() - t0:.1f} s")
 image_grid(grid_samples, nrow=8, title=f"{n_grid} samples, shipped U-Net, {S_main} respaced steps")
 plt.show()
@@ -625,7 +626,7 @@ print(f"classifier: {count_parameters(judge):,} parameters, test accuracy "
 
 # %%
 n_acc = dmlib.quick(1000, 10000)
-_, probs_test = classify(judge, x_test[:n_acc])
+_, probs_test = classify(judge, x_test[:n_acc], progress=True)
 print(f"accuracy on {n_acc} test digits, measured now: "
       f"{100 * (probs_test.argmax(1) == y_test[:n_acc]).double().mean():.2f}%")
 

@@ -5,8 +5,13 @@
 (N, 2). ``trajectory_html`` draws a few of those frames (at most 20, evenly spaced in t,
 always the first and the last) as a small matplotlib animation and returns the HTML of
 ``FuncAnimation.to_jshtml`` (PNG frames embedded in base64, with play / step controls), so
-it shows in a notebook and on the web without a running kernel. Size: about 10-20 kB per
-frame at the defaults.
+it shows in a notebook and on the web without a running kernel. Size: about 20-40 kB per
+frame at the defaults (360 px wide for 2-D points, 320 px for image grids).
+
+The player needs nothing from the network: matplotlib's template asks a CDN for its button
+icons (Font Awesome); ``_to_html`` drops that link and writes the buttons as plain text
+symbols. A saved notebook that is not trusted (a fresh clone) cannot run the player's
+JavaScript, so ``dmlib.tools.views`` stores the same frames as an animated GIF there.
 """
 
 from __future__ import annotations
@@ -33,21 +38,47 @@ def select_frames(steps: Sequence[int], n_frames: int = MAX_FRAMES) -> list[int]
     return [steps[i] for i in idx]
 
 
+# matplotlib's player buttons are Font Awesome icons loaded from a CDN; these symbols need
+# no download (and render in DejaVu Sans, Chromium's and JupyterLab's fallback font).
+_ICONS = {"fa fa-minus": "&minus;", "fa fa-fast-backward": "|&#9664;&#9664;",
+          "fa fa-step-backward": "|&#9664;", "fa fa-play fa-flip-horizontal": "&#9664;",
+          "fa fa-pause": "&#10074;&#10074;", "fa fa-play": "&#9654;",
+          "fa fa-step-forward": "&#9654;|", "fa fa-fast-forward": "&#9654;&#9654;|",
+          "fa fa-plus": "+"}
+
+
+def offline_jshtml(html: str) -> str:
+    """A ``to_jshtml`` player without its CDN stylesheet (icons become text symbols) whose
+    buttons work on the first click inside JupyterLab."""
+    import re
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
+    # A press on the player must reach its button and not JupyterLab's notebook, whose
+    # mouse-down handler selects the cell and may scroll it: the button then moves away
+    # from under the pointer and the first click is lost.
+    html = html.replace('<div class="animation">',
+                        '<div class="animation" onmousedown="event.stopPropagation()">', 1)
+    for cls, text in _ICONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', f'<span class="anim-icon">{text}</span>')
+    return html
+
+
 def _to_html(fig, update, n_frames: int, interval_ms: int) -> str:
-    """``FuncAnimation(fig, update)`` as jshtml (PNG frames in base64); closes the figure."""
+    """``FuncAnimation(fig, update)`` as jshtml (PNG frames in base64, no CDN); closes the
+    figure."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
     anim = FuncAnimation(fig, update, frames=n_frames, interval=interval_ms, blit=False)
     try:
-        return anim.to_jshtml(default_mode="once")
+        return offline_jshtml(anim.to_jshtml(default_mode="once"))
     finally:
         plt.close(fig)
 
 
 def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
-                    lim: float = 3.0, title: str = "reverse process", size: float = 3.0,
-                    dpi: int = 60, interval_ms: int = 250, n_points: int = 1000,
+                    lim: float = 3.0, title: str = "reverse process", size: float = 4.5,
+                    dpi: int = 80, interval_ms: int = 250, n_points: int = 1000,
                     reference: torch.Tensor | None = None) -> str:
     """Render {t: x_t (N, 2)} as an animation and return its HTML (``to_jshtml``). Chapter 6.
 
@@ -75,11 +106,14 @@ def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
     fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
     if reference is not None:
         ref = reference[:2000].detach().cpu().double().numpy()
-        ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.85", label="data")
-    scat = ax.scatter(pts[frames[0]][:, 0], pts[frames[0]][:, 1], s=2, c="C0", label="x_t")
-    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="x[0]", ylabel="x[1]", aspect="equal")
-    ax.legend(loc="upper right", fontsize=6, markerscale=3)
-    label = ax.set_title(f"{title}: t = {frames[0]}", fontsize=8)
+        ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.85", label="data")
+    scat = ax.scatter(pts[frames[0]][:, 0], pts[frames[0]][:, 1], s=3, c="C0", label="x_t")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    ax.set_xlabel("x[0]", fontsize=10)
+    ax.set_ylabel("x[1]", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(loc="upper right", fontsize=9, markerscale=3)
+    label = ax.set_title(f"{title}: t = {frames[0]}", fontsize=11)
     fig.tight_layout()
 
     def update(i: int):
@@ -92,7 +126,7 @@ def trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 16,
 
 def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int = 12,
                           nrow: int = 8, title: str = "reverse process", size: float = 4.0,
-                          dpi: int = 60, interval_ms: int = 300, t_label=None) -> str:
+                          dpi: int = 80, interval_ms: int = 300, t_label=None) -> str:
     """Render {t: x_t (N, C, H, W) in [-1, 1]} as an animated image grid and return its HTML
     (``to_jshtml``). Frames as in ``trajectory_html``; ``t_label(t)`` formats the frame title
     (default ``f"t = {t}"``, e.g. to show the original time of a respaced step). Chapter 7.
@@ -118,7 +152,7 @@ def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int 
     fig, ax = plt.subplots(figsize=(size, size * h / w + 0.4), dpi=dpi)
     im = ax.imshow(g0, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_axis_off()
-    label = ax.set_title(f"{title}: {label_of(frames[0])}", fontsize=9)
+    label = ax.set_title(f"{title}: {label_of(frames[0])}", fontsize=10)
     fig.tight_layout()
 
     def update(i: int):
@@ -129,4 +163,4 @@ def image_trajectory_html(trajectory: Mapping[int, torch.Tensor], n_frames: int 
     return _to_html(fig, update, len(frames), interval_ms)
 
 
-__all__ = ["MAX_FRAMES", "select_frames", "trajectory_html", "image_trajectory_html"]
+__all__ = ["MAX_FRAMES", "select_frames", "offline_jshtml", "trajectory_html", "image_trajectory_html"]

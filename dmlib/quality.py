@@ -98,9 +98,12 @@ def class_entropy(probs: torch.Tensor) -> float:
 # -- the classifier -------------------------------------------------------------------------
 @torch.no_grad()
 def classify(classifier: nn.Module, images: torch.Tensor,
-             batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+             batch_size: int = 1000, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Features phi(x) (N, D) and probabilities p(y | x) (N, 10) of images (N, 1, 28, 28)
-    in [-1, 1], in batches, in eval mode (float64, CPU)."""
+    in [-1, 1], in batches, in eval mode (float64, CPU). ``progress=True`` shows a tqdm bar
+    over the batches."""
+    from tqdm.auto import tqdm
+
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"images must have shape (N, 1, 28, 28), got {tuple(images.shape)}")
     if images.min() < -1.001 or images.max() > 1.001:
@@ -108,7 +111,7 @@ def classify(classifier: nn.Module, images: torch.Tensor,
     classifier.eval()
     dev = next(classifier.parameters()).device
     feats, probs = [], []
-    for i in range(0, images.shape[0], batch_size):
+    for i in tqdm(range(0, images.shape[0], batch_size), disable=not progress, desc="classify"):
         f = classifier.features(images[i:i + batch_size].to(dev))
         feats.append(f.double().cpu())
         probs.append(F.softmax(classifier.head(f), dim=1).double().cpu())

@@ -31,7 +31,9 @@ def test_html_has_one_png_per_frame_and_stays_small():
     html = trajectory_html(_traj(), n_frames=8, reference=torch.zeros(10, 2))
     assert html.count("data:image/png;base64") == 8
     assert "<script" in html
-    assert len(html) < 400_000  # ~10-20 kB per frame at the defaults
+    assert "https://" not in html and "font-awesome" not in html  # no CDN: works offline
+    assert 'title="Play"' in html
+    assert len(html) < 600_000  # ~20-40 kB per frame at the defaults
     assert matplotlib.pyplot.get_fignums() == []  # the figure was closed
 
 

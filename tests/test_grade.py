@@ -52,8 +52,14 @@ def _demo_hint(label: str) -> str:
     """The hint the reference chapter shows for one of its demonstrated wrong versions."""
     text = "".join(o.get("text", "") for c in _ref().cells if c.cell_type == "code"
                    for o in c.outputs if o.get("output_type") == "stream")
-    line = next(ln for ln in text.splitlines() if ln.startswith(f"[{label}] FAIL {CHECK}: "))
-    return line.split(f"{CHECK}: ", 1)[1]
+    lines = text.splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(f"[{label}] FAIL {CHECK}: "))
+    hint = lines[i].split(f"{CHECK}: ", 1)[1]
+    for ln in lines[i + 1:]:  # a long check line wraps; continuation lines are indented
+        if not ln.startswith("    "):
+            break
+        hint += " " + ln.strip()
+    return hint
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -712,11 +712,20 @@ def _stdout(cell: nbformat.NotebookNode) -> str:
 
 def check_lines(cell: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
     """The check lines a cell printed, as (label, check name, message); ``[`` demo lines skipped."""
-    out = []
+    out, last = [], None
     for line in _stdout(cell).splitlines():
+        if last is not None and line.startswith("    ") and line.strip():
+            if last >= 0:  # a wrapped check line continues (dmlib.course.checks._core.report_line)
+                label, name, msg = out[last]
+                out[last] = (label, name, f"{msg} {line.strip()}".strip())
+            continue
         m = _LINE.match(line.strip())
+        last = None
         if m and not line.lstrip().startswith("["):
             out.append((m.group(1), m.group(2), m.group(3).strip()))
+            last = len(out) - 1
+        elif m:
+            last = -1  # a demo line's continuation is skipped with it
     return out
 
 
@@ -863,7 +872,7 @@ def notebook_bindings(nb: nbformat.NotebookNode) -> dict[str, str]:
     return out
 
 
-def dmlib_names(source: str, bindings: dict[str, str]) -> set[str]:
+def dmlib_names(source: str, bindings: dict[str, str]) -> set[str]:  # long: one AST walk; its cases read best together
     """The dmlib names a cell's code uses: modules and names it imports, names bound to dmlib
     objects (by ``bindings`` or the cell's own imports) and their attribute chains
     (``checks.check_snr`` -> ``dmlib.checks.check_snr``), ``getattr(module, "name")`` and
@@ -1016,7 +1025,7 @@ def _sliced(get_msg: Callable[..., Any]) -> Callable[..., Any]:
     return sliced
 
 
-def _client_class() -> type:
+def _client_class() -> type:  # long: a class built lazily (nbclient is imported on first use)
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
@@ -1111,7 +1120,7 @@ _DEATHS = {int(signal.SIGXCPU): "CPU time limit, --cpu-seconds",
 
 
 def execute(nb: nbformat.NotebookNode, timeout: float | None = None, quick: bool = True,
-            kernel_name: str = KERNEL_NAME, limits: Limits | None = None) -> Execution:
+            kernel_name: str = KERNEL_NAME, limits: Limits | None = None) -> Execution:  # long: start, run, stop and read back one sandboxed kernel, in order
     """Run ``nb`` (in place, outputs cleared first) in a fresh, sandboxed kernel.
 
     ``limits`` (default ``Limits(timeout)``) bounds the run; see ``Sandbox``. Errors in cells
@@ -1354,7 +1363,7 @@ def write_reports(rows: list[Row], out: Path) -> dict[str, Path]:
 # ---- the batch -----------------------------------------------------------------------------------
 def grade(submissions: Path, out: Path = DEFAULT_OUT, timeout: float = DEFAULT_TIMEOUT,
           quick: bool = True, chapters: Path = CHAPTERS, log=sys.stderr,
-          limits: Limits | None = None) -> list[Row]:
+          limits: Limits | None = None) -> list[Row]:  # long: the batch loop and its reports, in order
     """Grade every ``submissions/<student>/<chapter>.ipynb``; write executed copies and reports.
 
     ``limits`` (default ``Limits(timeout)``) are the sandbox's; its ``timeout`` wins.

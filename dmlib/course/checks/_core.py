@@ -36,6 +36,7 @@ import inspect
 import io
 import os
 import signal
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -559,6 +560,18 @@ def _dtype_hint(expected: torch.dtype, args: tuple) -> str:
             "dtype=torch.float64")
 
 
+#: Check lines are wrapped at word boundaries to this width, continuation lines indented by
+#: four spaces: JupyterLab wraps printed text anywhere (``word-break: break-all``), which cut
+#: long hints mid-word. The grader joins the continuation lines back (``dmlib.course.grade``).
+REPORT_WIDTH = 88
+
+
+def report_line(line: str) -> str:
+    """``line`` wrapped at word boundaries to ``REPORT_WIDTH``, continuation lines indented."""
+    return textwrap.fill(line, width=REPORT_WIDTH, subsequent_indent="    ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def run_check(fn: Callable, spec: Spec, verbose: bool = True) -> CheckResult:
     """Evaluate ``fn`` against ``spec``, print one line, record and return the result."""
     out = _CappedStream(OUTPUT_LINES)
@@ -573,7 +586,7 @@ def run_check(fn: Callable, spec: Spec, verbose: bool = True) -> CheckResult:
         printed = out.text()
         if printed:
             print(f"[output of your function during {spec.name}]\n{printed}")
-        print(f"{label[result.status]} {spec.name}: {result.message}")
+        print(report_line(f"{label[result.status]} {spec.name}: {result.message}"))
     if interrupt is not None:
         raise interrupt
     strict = os.environ.get("DMLIB_CHECKS_STRICT", "").strip() not in ("", "0")

@@ -6,6 +6,7 @@ outputs of a full run. Commands::
     python -m dmlib.course.tools.pairs check   chapters   # fail (naming the file) if a pair differs
     python -m dmlib.course.tools.pairs sync    chapters   # write each .py's inputs into its .ipynb
     python -m dmlib.course.tools.pairs execute chapters [NAME ...]   # full-mode run, outputs stored
+    python -m dmlib.course.tools.pairs views   chapters [NAME ...]   # saved views of stored outputs
     python -m dmlib.course.tools.pairs time    chapters   # time each chapter in quick and full mode
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+
+from .views import saved_views, view_problems
 
 KERNEL_NAME = "dmlib-course"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python (diffusion course)", "language": "python"}
@@ -67,11 +70,12 @@ def executed_problems(ipynb: Path) -> list[str]:
         if c.cell_type != "code" or not c.source.strip():
             continue
         if c.get("execution_count") is None:
-            out.append(f"{ipynb}: cell {i} has not been executed (run `make execute`)")
+            out.append(f"{ipynb}: cell {i} has not been executed (run `make execute`; if you "
+                       f"only ran it in JupyterLab, `git checkout {ipynb}` restores it)")
             break
         if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
             out.append(f"{ipynb}: cell {i} stored an error output (fix it, then `make execute`)")
-    return out
+    return out + view_problems(nb, str(ipynb))
 
 
 def check(folder: Path) -> list[str]:
@@ -142,7 +146,7 @@ def _record_time(name: str, key: str, seconds: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dmlib.course.tools.pairs", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["check", "sync", "execute", "time"])
+    ap.add_argument("command", choices=["check", "sync", "execute", "views", "time"])
     ap.add_argument("folder", type=Path)
     ap.add_argument("names", nargs="*", help="chapter stems to restrict to (execute/time)")
     args = ap.parse_args(argv)
@@ -169,11 +173,20 @@ def main(argv: list[str] | None = None) -> int:
             print(p, file=sys.stderr)
         return 1
     for py, _ in pairs:
+        if args.command == "views":  # stored outputs only: no sync, no run
+            nb_path = py.with_suffix(".ipynb")
+            nb = nbformat.read(nb_path, as_version=4)
+            n = saved_views(nb)
+            if n:
+                _write_atomic(nb, nb_path)
+            print(f"{nb_path.name}: {n} saved view(s) rewritten")
+            continue
         nb_path = sync_one(py)
         if args.command == "sync":
             print(f"synced {py.name} -> {nb_path.name}")
         elif args.command == "execute":
             nb, sec = run_notebook(nb_path, quick=False)
+            saved_views(nb)  # what an untrusted notebook (a fresh clone) shows: see views.py
             _write_atomic(nb, nb_path)
             _record_time(py.stem, "full_cpu_s", sec)
             print(f"executed {nb_path.name} in full mode: {sec:.1f} s")
