@@ -1,0 +1,179 @@
+"""Deterministic (ODE) samplers as steps of the one sampler loop (chapter 8).
+
+A trained eps-model defines the probability-flow ODE of the VP diffusion. In DDIM's
+variables (Song, Meng, Ermon 2021, eq. 14)
+
+    x_bar = x / sqrt(alpha_bar),     sigma = sqrt((1 - alpha_bar) / alpha_bar)
+
+it reads d x_bar / d sigma = eps_theta(x, t): the noise prediction *is* the velocity.
+Each step below moves x from the loop's time k to k - 1, i.e. from alpha_bar =
+``schedule.alpha_bar[k]`` to alpha_bar' = ``schedule.alpha_bar_prev[k]`` (the two ends of the
+step, respaced or not; alpha_bar' = 1 at the last step). With a = sqrt(alpha_bar),
+s = sqrt(1 - alpha_bar) and the model's x_0 guess D = x0_hat(x_t, t) (optionally clipped),
+the matching eps = (x_t - a D) / s:
+
+* ``ddim_step`` (eq. 12 of DDIM): x' = a' D + sqrt(1 - alpha_bar' - sigma_eta^2) eps + sigma_eta z,
+  sigma_eta = eta sqrt((1 - alpha_bar') / (1 - alpha_bar)) sqrt(1 - alpha_bar / alpha_bar').
+  eta = 0 is Euler's method on the ODE (1 network call a step); eta = 1 is the DDPM step with
+  sigma_t^2 = beta_tilde of the pair.
+* ``heun_step`` (Karras et al. 2022, Alg. 1, in (x_bar, sigma)): an Euler step, then the
+  average of the slopes at both ends; the last step (to sigma = 0) stays Euler. 2 calls a step,
+  2S - 1 for S steps. Second order.
+* ``dpmpp_2m_step`` (DPM-Solver++(2M), Lu et al. 2022, Alg. 2): with lambda = log(a / s),
+  h = lambda' - lambda, r = h_prev / h,
+  D_2 = (1 + 1/(2r)) D - 1/(2r) D_prev (first step: D_2 = D), x' = (s'/s) x - a' (e^{-h} - 1) D_2.
+  One call a step, second order through the remembered D_prev (``ctx.state``). The last step
+  (lambda' = +inf at t = 0) is first order: x_0 = D.
+
+``sampling.SAMPLERS`` registers them as ``"ddim"``, ``"heun"``, ``"dpmpp_2m"``. ``nfe(sampler,
+S)`` is the number of network evaluations of an S-step run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from ._validate import call_model
+from .forward import draw_noise
+from .schedules import Schedule
+from .targets import to_x0
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _int_t(schedule: Schedule, t) -> int:
+    if isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point():
+        t = int(t)
+    if not isinstance(t, int) or isinstance(t, bool):
+        raise TypeError(f"t must be an int timestep (one t for the whole batch), got "
+                        f"{type(t).__name__}")
+    schedule.timesteps(t)
+    return t
+
+
+def denoise(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
+            prediction_type: str = "eps", clip_x0: float | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, eps) at (x_t, t): the model's x_0 guess D = x0_hat (clamped to [-clip_x0, clip_x0]
+    when given) and the noise that goes with it, eps = (x_t - sqrt(alpha_bar_t) D) /
+    sqrt(1 - alpha_bar_t). One network call. Shapes: ``xt`` (B, ...) -> two tensors like it.
+    Chapter 8.
+    """
+    if not isinstance(xt, torch.Tensor) or xt.dim() < 1:
+        raise ValueError("xt must be a tensor of shape (B, ...) with a batch dimension")
+    t_batch = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
+    x0 = to_x0(schedule, call_model(model, xt, t_batch), xt, t, prediction_type)
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+    ab = float(schedule.alpha_bar[t])
+    eps = (xt - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+    return x0, eps
+
+
+def _ends(schedule: Schedule, t: int) -> tuple[float, float]:
+    return float(schedule.alpha_bar[t]), float(schedule.alpha_bar_prev[t])
+
+
+def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
+    """sigma_eta = eta sqrt((1 - alpha_bar') / (1 - alpha_bar)) sqrt(1 - alpha_bar / alpha_bar')
+    (DDIM eq. 16); at eta = 1, sigma_eta^2 = beta_tilde of the pair (alpha_bar, alpha_bar').
+    Chapter 8."""
+    return eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)
+                           * (1 - alpha_bar / alpha_bar_prev))
+
+
+@torch.no_grad()
+def ddim_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: Any) -> torch.Tensor:
+    """One DDIM step from t to t - 1 of the loop's schedule (chapter 8):
+
+        x_{t-1} = sqrt(alpha_bar') D + sqrt(1 - alpha_bar' - sigma_eta^2) eps + sigma_eta z
+
+    with (D, eps) from ``denoise``, sigma_eta = ``ddim_sigma(alpha_bar_t, alpha_bar', ctx.eta)``
+    and z ~ N(0, I) drawn with ``ctx.generator`` only when sigma_eta > 0. ``ctx.eta``
+    (default 0: deterministic, Euler on the probability-flow ODE). Shapes: (B, ...).
+    """
+    t = _int_t(schedule, t)
+    eta = float(getattr(ctx, "eta", 0.0))
+    ab, ab_prev = _ends(schedule, t)
+    x0, eps = denoise(model, schedule, xt, t, ctx.prediction_type, ctx.clip_x0)
+    sigma = ddim_sigma(ab, ab_prev, eta)
+    out = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
+    if sigma > 0:
+        out = out + sigma * draw_noise(xt.shape, dtype=xt.dtype, device=xt.device,
+                                       generator=ctx.generator)
+    return out
+
+
+@torch.no_grad()
+def heun_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: Any) -> torch.Tensor:
+    """One Heun step (Karras et al. 2022, Alg. 1) on d x_bar / d sigma = eps (chapter 8):
+
+        x_bar = x_t / a,  d = eps(x_t, t),  x_bar_E = x_bar + (sigma' - sigma) d   (Euler)
+        x_bar' = x_bar + (sigma' - sigma) (d + d_E) / 2,  d_E = eps(a' x_bar_E, t - 1)
+
+    and x_{t-1} = a' x_bar'. At the last step (t = 1 of the loop, sigma' = 0) only the Euler
+    step: x_0 = D. Two network calls a step, one at the last. Shapes: (B, ...).
+    """
+    t = _int_t(schedule, t)
+    ab, ab_prev = _ends(schedule, t)
+    x0, eps = denoise(model, schedule, xt, t, ctx.prediction_type, ctx.clip_x0)
+    if ab_prev >= 1.0:
+        return x0
+    a, a_prev = math.sqrt(ab), math.sqrt(ab_prev)
+    sig, sig_prev = math.sqrt(1 - ab) / a, math.sqrt(1 - ab_prev) / a_prev
+    xbar = xt / a
+    xbar_e = xbar + (sig_prev - sig) * eps
+    _, eps_e = denoise(model, schedule, a_prev * xbar_e, t - 1, ctx.prediction_type, ctx.clip_x0)
+    return a_prev * (xbar + (sig_prev - sig) * 0.5 * (eps + eps_e))
+
+
+@torch.no_grad()
+def dpmpp_2m_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
+                  ctx: Any) -> torch.Tensor:
+    """One DPM-Solver++(2M) step (Lu et al. 2022, Alg. 2) from t to t - 1 (chapter 8):
+
+        lambda = log(a / s),  h = lambda' - lambda,  r = h_prev / h
+        D_2 = (1 + 1/(2r)) D - 1/(2r) D_prev        (first step of a run: D_2 = D)
+        x_{t-1} = (s' / s) x_t - a' (exp(-h) - 1) D_2
+
+    ``ctx.state`` keeps D_prev and h_prev between steps (cleared at t = T, the first step of
+    a run). The last step (to t = 0, lambda' = +inf) returns D. Shapes: (B, ...).
+    """
+    t = _int_t(schedule, t)
+    if t == schedule.T:
+        ctx.state.pop("dpmpp_D", None)
+        ctx.state.pop("dpmpp_h", None)
+    ab, ab_prev = _ends(schedule, t)
+    x0, _ = denoise(model, schedule, xt, t, ctx.prediction_type, ctx.clip_x0)
+    if ab_prev >= 1.0:
+        return x0
+    a, s = math.sqrt(ab), math.sqrt(1 - ab)
+    a_prev, s_prev = math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
+    h = math.log(a_prev / s_prev) - math.log(a / s)
+    D = x0
+    if "dpmpp_D" in ctx.state:
+        r = ctx.state["dpmpp_h"] / h
+        D = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * ctx.state["dpmpp_D"]
+    ctx.state["dpmpp_D"], ctx.state["dpmpp_h"] = x0, h
+    return (s_prev / s) * xt - a_prev * math.expm1(-h) * D
+
+
+def nfe(sampler: str, steps: int) -> int:
+    """Network evaluations of an S-step run: 2S - 1 for ``"heun"``, S otherwise. Chapter 8."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def steps_for_nfe(sampler: str, budget: int) -> int:
+    """The most steps S whose run costs at most ``budget`` evaluations (``nfe``). Chapter 8."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive int, got {budget!r}")
+    return max(1, (budget + 1) // 2) if sampler == "heun" else budget
+
+
+__all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "nfe",
+           "steps_for_nfe"]
