@@ -161,6 +161,48 @@ def dpmpp_2m_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
     return (s_prev / s) * xt - a_prev * math.expm1(-h) * D
 
 
+@torch.no_grad()
+def ddim_invert(model: Model, schedule: Schedule, x0: torch.Tensor, steps: int | None = None,
+                prediction_type: str = "eps") -> torch.Tensor:
+    """DDIM inversion (chapter 8): run the eta = 0 ODE from the data up to x_T (encoding).
+
+    On the times 0 = tau_0 < tau_1 < ... < tau_S = T (``dmlib.respacing``; all T when
+    ``steps`` is None), Euler steps in (x_bar, sigma) *upwards*:
+
+        x_bar_{k+1} = x_bar_k + (sigma_{k+1} - sigma_k) eps(x_k, tau_{k+1}),   x_{k+1} = a_{k+1} x_bar_{k+1}
+
+    with the model evaluated at the current point and the *next* time (the model is not
+    trained at t = 0; the usual DDIM-inversion convention). Decoding the result with
+    ``sample(..., "ddim", steps=S, x_T=...)`` reconstructs x_0 up to the solvers' errors.
+    Shapes: ``x0`` (B, ...) -> x_T (B, ...).
+    """
+    from .respacing import respaced_timesteps
+
+    taus = [0] + [int(t) for t in respaced_timesteps(schedule.T, steps or schedule.T)]
+    ab = schedule.alpha_bar
+    x = x0
+    for t, t_next in zip(taus[:-1], taus[1:]):
+        a, a_n = float(ab[t].sqrt()), float(ab[t_next].sqrt())
+        sig, sig_n = math.sqrt(1 - a * a) / a, math.sqrt(1 - a_n * a_n) / a_n
+        tb = torch.full((x.shape[0],), t_next, dtype=torch.long, device=x.device)
+        x0_hat = to_x0(schedule, call_model(model, x, tb), x, t_next, prediction_type)
+        eps = (x - a_n * x0_hat) / math.sqrt(1 - a_n * a_n)  # the model's eps at (x, t_next)
+        x = a_n * (x / a + (sig_n - sig) * eps)
+    return x
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors (per example, over all dims):
+    sin((1-w) theta) / sin(theta) z0 + sin(w theta) / sin(theta) z1, cos(theta) = <z0, z1> /
+    (|z0| |z1|). Keeps the norm typical of N(0, I) samples, which a straight line does not.
+    Shapes (B, ...) or (...). Chapter 8."""
+    a, b = z0.reshape(-1), z1.reshape(-1)
+    theta = torch.arccos((a @ b / (a.norm() * b.norm())).clamp(-1, 1))
+    if float(theta) < 1e-6:
+        return (1 - w) * z0 + w * z1
+    return (torch.sin((1 - w) * theta) * z0 + torch.sin(w * theta) * z1) / torch.sin(theta)
+
+
 def nfe(sampler: str, steps: int) -> int:
     """Network evaluations of an S-step run: 2S - 1 for ``"heun"``, S otherwise. Chapter 8."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -175,5 +217,5 @@ def steps_for_nfe(sampler: str, budget: int) -> int:
     return max(1, (budget + 1) // 2) if sampler == "heun" else budget
 
 
-__all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "nfe",
-           "steps_for_nfe"]
+__all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "ddim_invert",
+           "slerp", "nfe", "steps_for_nfe"]
