@@ -14,10 +14,13 @@ these variables the marginal at sigma is the data convolved with N(0, sigma^2 I)
 change of variables gives, with f = d x_bar / d sigma,
 
     log p_{sigma_1}(x_bar_1) = log p_{sigma_T}(x_bar_T) + int_{sigma_1}^{sigma_T} Tr(df/dx_bar) d sigma,
-    p_{sigma_T} = N(0, (1 + sigma_T^2) I)     (x_T ~ N(0, I), x_bar_T = x_T / sqrt(alpha_bar_T)).
+    p_{sigma_T} = N(0, (1 + sigma_T^2) I)     (x_T ~ N(0, I), x_bar_T = x_T / sqrt(alpha_bar_T)),
+
+with T replaced by the last t with sigma_t <= 200 for schedules that end far beyond it
+(cosine; ``likelihood_grid``), where q(x_t) is already N(0, I) to about 1e-5 nats a dimension.
 
 ``ode_log_likelihood`` integrates (x_bar, log-density) from t = 1 (sigma_1, e.g. 0.01 for the
-linear schedule; the smallest noise the model knows) to t = T with Euler or Heun's method on
+linear schedule; the smallest noise the model knows) to t = T (or t_end) with Euler or Heun's method on
 a grid of integer timesteps (the model is only trained there), spaced uniformly in log sigma.
 The data point is taken as x_bar at sigma_1, so the result is the log-density of the data
 convolved with N(0, sigma_1^2 I) (the score-SDE convention of stopping at a small time); for
@@ -43,6 +46,7 @@ import torch
 
 from ._validate import call_model
 from .cnf import draw_probes, exact_trace, hutchinson_divergence
+from .samplers import log_sigma_timesteps
 from .schedules import Schedule
 from .spec import DiffusionSpec, resolve
 from .targets import to_x0
@@ -67,21 +71,10 @@ def sigma_of(schedule: Schedule) -> torch.Tensor:
     return ((1 - ab) / ab).sqrt()
 
 
-def likelihood_grid(schedule: Schedule, steps: int) -> torch.Tensor:
-    """Integer timesteps 1 = t_0 < t_1 < ... < t_S' = T, about ``steps`` intervals spaced
-    uniformly in log sigma_t (duplicates after rounding dropped, so S' <= steps). Long (S'+1,).
-    Chapter 8."""
-    T = schedule.T
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T - 1:
-        raise ValueError(f"steps must be an int in 1..T-1={T - 1}, got {steps!r}")
-    logs = sigma_of(schedule)[1:].log()  # t = 1..T, increasing
-    targets = torch.linspace(float(logs[0]), float(logs[-1]), steps + 1, dtype=torch.float64)
-    idx = torch.searchsorted(logs, targets).clamp(max=T - 1)
-    lo = (idx - 1).clamp(min=0)
-    pick = torch.where((targets - logs[lo]).abs() < (logs[idx] - targets).abs(), lo, idx)
-    ts = torch.unique(pick + 1)
-    ts[0], ts[-1] = 1, T
-    return torch.unique(ts)
+def likelihood_grid(schedule: Schedule, steps: int, sigma_max: float = 200.0) -> torch.Tensor:
+    """The integration grid: ``dmlib.samplers.log_sigma_timesteps`` (integer timesteps from 1
+    to ``ode_end``, uniform in log sigma). Long (S'+1,). Chapter 8."""
+    return log_sigma_timesteps(schedule, steps, sigma_max)
 
 
 def _field(model: Model, schedule: Schedule, prediction_type: str) -> Callable:

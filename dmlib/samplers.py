@@ -161,24 +161,78 @@ def dpmpp_2m_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
     return (s_prev / s) * xt - a_prev * math.expm1(-h) * D
 
 
-@torch.no_grad()
-def ddim_invert(model: Model, schedule: Schedule, x0: torch.Tensor, steps: int | None = None,
-                prediction_type: str = "eps") -> torch.Tensor:
-    """DDIM inversion (chapter 8): run the eta = 0 ODE from the data up to x_T (encoding).
+def ode_end(schedule: Schedule, sigma_max: float = 200.0) -> int:
+    """The last timestep t_end at which the ODE is used: T, or the last t with
+    sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) <= ``sigma_max`` when sigma_T is larger.
 
-    On the times 0 = tau_0 < tau_1 < ... < tau_S = T (``dmlib.respacing``; all T when
-    ``steps`` is None), Euler steps in (x_bar, sigma) *upwards*:
+    There alpha_bar_t <= 1 / (1 + sigma_max^2) = 2.5e-5, so q(x_t) is N(0, I) up to a KL of
+    about alpha_bar_t E|x_0|^2 / 2 (< 2e-5 nats a dimension for data in [-1, 1]). The cosine
+    schedule needs it: its last step (beta clipped at 0.999) jumps from sigma = 642 to 20,291,
+    which no fixed-step solver crosses accurately (chapter 8).
+    """
+    ab = schedule.alpha_bar
+    sig = ((1 - ab) / ab).sqrt()
+    if float(sig[schedule.T]) <= sigma_max:
+        return schedule.T
+    return max(2, int((sig <= sigma_max).nonzero().max()))
+
+
+def ode_schedule(schedule: Schedule, sigma_max: float = 200.0) -> Schedule:
+    """The schedule cut at ``ode_end``: betas 1..t_end, so alpha_bar_t is unchanged for
+    t <= t_end and a model is called at its own times. Sampling or inverting with it starts
+    (or ends) at t_end, where x ~ N(0, I). Chapter 8."""
+    t_end = ode_end(schedule, sigma_max)
+    if t_end == schedule.T:
+        return schedule
+    return Schedule(schedule.betas[1:t_end + 1], name=f"{schedule.name}-to{t_end}")
+
+
+def log_sigma_timesteps(schedule: Schedule, steps: int, sigma_max: float = 200.0) -> torch.Tensor:
+    """Integer timesteps 1 = t_0 < t_1 < ... < t_S' = ``ode_end(schedule, sigma_max)``, about
+    ``steps`` intervals spaced uniformly in log sigma_t (duplicates after rounding dropped, so
+    S' <= steps). Long (S'+1,). The ODE's velocity changes on the scale of sigma itself, so
+    equal steps in log sigma suit it far better than equal steps in t. Chapter 8."""
+    T = schedule.T
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T - 1:
+        raise ValueError(f"steps must be an int in 1..T-1={T - 1}, got {steps!r}")
+    ab = schedule.alpha_bar
+    sig = ((1 - ab) / ab).sqrt()
+    t_end = ode_end(schedule, sigma_max)
+    logs = sig[1:t_end + 1].log()  # t = 1..t_end, increasing
+    targets = torch.linspace(float(logs[0]), float(logs[-1]), steps + 1, dtype=torch.float64)
+    idx = torch.searchsorted(logs, targets).clamp(max=len(logs) - 1)
+    lo = (idx - 1).clamp(min=0)
+    pick = torch.where((targets - logs[lo]).abs() < (logs[idx] - targets).abs(), lo, idx)
+    ts = torch.unique(pick + 1)
+    ts[0], ts[-1] = 1, t_end
+    return torch.unique(ts)
+
+
+def on_timesteps(schedule: Schedule, taus: torch.Tensor) -> Schedule:
+    """The chain on the increasing times ``taus`` (tau_1 < ... < tau_S): betas
+    1 - alpha_bar_{tau_k} / alpha_bar_{tau_{k-1}} (tau_0 = 0), the respacing of chapter 7 on
+    any set of times. Use it with ``RespacedModel(model, taus)``. Chapter 8."""
+    taus = torch.as_tensor(taus, dtype=torch.long)
+    ab = schedule.alpha_bar[taus]
+    ab_prev = torch.cat([schedule.alpha_bar[:1], ab[:-1]])
+    return Schedule(1 - ab / ab_prev, name=f"{schedule.name}-on{len(taus)}")
+
+
+@torch.no_grad()
+def ddim_invert(model: Model, schedule: Schedule, x0: torch.Tensor, timesteps: torch.Tensor,
+                prediction_type: str = "eps") -> torch.Tensor:
+    """DDIM inversion (chapter 8): the eta = 0 ODE from the data up to x at the last time.
+
+    On the times 0 = tau_0 < tau_1 < ... < tau_S (``timesteps``, increasing, e.g.
+    ``log_sigma_timesteps``), Euler steps in (x_bar, sigma) *upwards*:
 
         x_bar_{k+1} = x_bar_k + (sigma_{k+1} - sigma_k) eps(x_k, tau_{k+1}),   x_{k+1} = a_{k+1} x_bar_{k+1}
 
     with the model evaluated at the current point and the *next* time (the model is not
-    trained at t = 0; the usual DDIM-inversion convention). Decoding the result with
-    ``sample(..., "ddim", steps=S, x_T=...)`` reconstructs x_0 up to the solvers' errors.
-    Shapes: ``x0`` (B, ...) -> x_T (B, ...).
+    trained at t = 0; the usual DDIM-inversion convention). ``ddim_decode`` runs it back.
+    Shapes: ``x0`` (B, ...) -> (B, ...).
     """
-    from .respacing import respaced_timesteps
-
-    taus = [0] + [int(t) for t in respaced_timesteps(schedule.T, steps or schedule.T)]
+    taus = [0] + [int(t) for t in timesteps]
     ab = schedule.alpha_bar
     x = x0
     for t, t_next in zip(taus[:-1], taus[1:]):
@@ -188,6 +242,26 @@ def ddim_invert(model: Model, schedule: Schedule, x0: torch.Tensor, steps: int |
         x0_hat = to_x0(schedule, call_model(model, x, tb), x, t_next, prediction_type)
         eps = (x - a_n * x0_hat) / math.sqrt(1 - a_n * a_n)  # the model's eps at (x, t_next)
         x = a_n * (x / a + (sig_n - sig) * eps)
+    return x
+
+
+@torch.no_grad()
+def ddim_decode(model: Model, schedule: Schedule, x_top: torch.Tensor, timesteps: torch.Tensor,
+                prediction_type: str = "eps", clip_x0: float | None = None) -> torch.Tensor:
+    """The inverse of ``ddim_invert``: ``ddim_step`` (eta = 0) from x at tau_S down to x_0 on
+    the same times (``on_timesteps`` + ``RespacedModel``, as ``sample`` does for respacing).
+    Chapter 8."""
+    from types import SimpleNamespace
+
+    from .respacing import RespacedModel
+
+    taus = torch.as_tensor(timesteps, dtype=torch.long)
+    chain, wrapped = on_timesteps(schedule, taus), RespacedModel(model, taus)
+    ctx = SimpleNamespace(eta=0.0, prediction_type=prediction_type, clip_x0=clip_x0,
+                          generator=None, state={})
+    x = x_top
+    for k in range(chain.T, 0, -1):
+        x = ddim_step(wrapped, chain, x, k, ctx)
     return x
 
 
@@ -217,5 +291,6 @@ def steps_for_nfe(sampler: str, budget: int) -> int:
     return max(1, (budget + 1) // 2) if sampler == "heun" else budget
 
 
-__all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "ddim_invert",
+__all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "ode_end",
+           "ode_schedule", "log_sigma_timesteps", "on_timesteps", "ddim_invert", "ddim_decode",
            "slerp", "nfe", "steps_for_nfe"]

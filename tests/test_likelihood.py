@@ -84,3 +84,17 @@ def test_grid_and_bits_per_dim():
     z = dequantize(img, torch.Generator().manual_seed(0))
     n = torch.tensor([[0.0, 255.0, 128.0]])
     assert ((z + 1) * 128 >= n).all() and ((z + 1) * 128 < n + 1).all()
+
+
+def test_cosine_schedule_stops_before_its_last_jump(one_thread):
+    """The cosine schedule's last step jumps sigma from 642 to 20,291; the grid stops at the
+    last t with sigma <= 200, and the likelihood is right there too."""
+    sched = Schedule.cosine(1000)
+    ts = likelihood_grid(sched, 50)
+    assert float(sigma_of(sched)[int(ts[-1])]) <= 200 < float(sigma_of(sched)[int(ts[-1]) + 1])
+    gmm = default_gmm2d()
+    x = gmm.sample(100, generator=torch.Generator().manual_seed(0), dtype=D)
+    s1 = float(sigma_of(sched)[1])
+    true = GaussianMixture(gmm.weights, gmm.means, gmm.var + s1 ** 2).log_prob(x)
+    lp = ode_log_likelihood(OptimalDenoiser(gmm, sched), sched, x, steps=100)
+    assert abs(float((lp - true).mean())) < 0.05

@@ -175,17 +175,28 @@ def test_eta_validated():
 
 
 def test_ddim_inversion_reconstructs_and_improves_with_steps(one_thread):
-    from dmlib.samplers import ddim_invert, slerp
+    from dmlib.samplers import ddim_decode, ddim_invert, log_sigma_timesteps, slerp
     sched = Schedule.linear(1000)
     gmm = default_gmm2d()
     model = OptimalDenoiser(gmm, sched)
     x0 = gmm.sample(100, generator=torch.Generator().manual_seed(1), dtype=D)
     errs = []
     for S in (20, 100):
-        xT = ddim_invert(model, sched, x0, steps=S)
+        taus = log_sigma_timesteps(sched, S)
+        xT = ddim_invert(model, sched, x0, taus)
         assert 0.5 < float(xT.std()) < 1.5  # noise-like
-        back = sample(model, sched, x0.shape, "ddim", steps=S, x_T=xT)
+        back = ddim_decode(model, sched, xT, taus)
         errs.append(float((back - x0).norm(dim=1).mean()))
     assert errs[1] < errs[0] / 2 and errs[1] < 0.05, errs
     z0, z1 = torch.randn(2, 50, dtype=D, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(slerp(z0, z1, 0.0), z0) and torch.allclose(slerp(z0, z1, 1.0), z1)
+
+
+def test_ode_schedule_cuts_the_cosine_jump():
+    from dmlib.samplers import ode_end, ode_schedule
+    cos = Schedule.cosine(1000)
+    t_end = ode_end(cos)
+    assert t_end < 1000 and ode_end(Schedule.linear(1000)) == 1000
+    cut = ode_schedule(cos)
+    assert cut.T == t_end
+    torch.testing.assert_close(cut.alpha_bar, cos.alpha_bar[:t_end + 1])
