@@ -564,7 +564,10 @@ plt.show()
 #
 # * **Heun** (Karras et al. 2022, Alg. 1), in $(\bar x,\sigma)$: an Euler step, then the slope at
 #   its end point, and the average of the two slopes. At the last step ($\sigma'=0$, where the
-#   network is not trained) it stays Euler. 2 NFE a step, $2S-1$ for $S$ steps.
+#   network is not trained) it stays Euler. 2 NFE a step, $2S-1$ for $S$ steps. Karras et al.
+#   start at $\sigma_{\max}=80$; the cosine schedule starts at $\sigma_T=20{,}291$, where the slope at
+#   the far end of the first step cannot be averaged in meaningfully, so that step is Euler too
+#   (`HEUN_SIGMA_MAX` $=200$; $2S-2$ NFE for MNIST).
 # * **DPM-Solver++(2M)** (Lu et al. 2022, Alg. 2): the ODE written for the model's $\hat x_0$ in
 #   $\lambda=\log(\sqrt{\bar\alpha}/\sqrt{1-\bar\alpha})$ has an exactly integrable linear part; the
 #   rest is approximated linearly from the current and the previous $\hat x_0$ (remembered in
@@ -681,7 +684,7 @@ for name in ["ddpm", "ddim", "heun", "dpmpp_2m"]:
     g = torch.Generator().manual_seed(1)
     grids.append(sample(unet, spec, xT_m.shape, name, steps=S, x_T=xT_m, generator=g,
                         clip_x0=1.0).clamp(-1, 1))
-image_grid(torch.cat(grids), nrow=8, title="10 NFE: DDPM / DDIM / Heun (9) / DPM-Solver++(2M), rows")
+image_grid(torch.cat(grids), nrow=8, title="10 NFE: DDPM / DDIM / Heun (8) / DPM-Solver++(2M), rows")
 plt.show()
 
 # %% [markdown]

@@ -107,6 +107,10 @@ def ddim_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: A
     return out
 
 
+#: Heun takes a plain Euler step from sigma above this (the cosine schedule's t = T).
+HEUN_SIGMA_MAX = 200.0
+
+
 @torch.no_grad()
 def heun_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: Any) -> torch.Tensor:
     """One Heun step (Karras et al. 2022, Alg. 1) on d x_bar / d sigma = eps (chapter 8):
@@ -115,7 +119,11 @@ def heun_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: A
         x_bar' = x_bar + (sigma' - sigma) (d + d_E) / 2,  d_E = eps(a' x_bar_E, t - 1)
 
     and x_{t-1} = a' x_bar'. At the last step (t = 1 of the loop, sigma' = 0) only the Euler
-    step: x_0 = D. Two network calls a step, one at the last. Shapes: (B, ...).
+    step: x_0 = D. Also only the Euler step when sigma > ``HEUN_SIGMA_MAX`` = 200: the cosine
+    schedule's first step starts at sigma_T = 20,291 (alpha_bar_T ~ 2e-9), where the solution
+    x_bar ~ sigma x_T / sigma_T is reproduced exactly by Euler (eps = x_bar / sigma) but the
+    average with the slope at the far end point is not (Karras et al. start at sigma = 80).
+    Two network calls a step, one at those steps (``nfe``). Shapes: (B, ...).
     """
     t = _int_t(schedule, t)
     ab, ab_prev = _ends(schedule, t)
@@ -126,6 +134,8 @@ def heun_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: A
     sig, sig_prev = math.sqrt(1 - ab) / a, math.sqrt(1 - ab_prev) / a_prev
     xbar = xt / a
     xbar_e = xbar + (sig_prev - sig) * eps
+    if sig > HEUN_SIGMA_MAX:
+        return a_prev * xbar_e
     _, eps_e = denoise(model, schedule, a_prev * xbar_e, t - 1, ctx.prediction_type, ctx.clip_x0)
     return a_prev * (xbar + (sig_prev - sig) * 0.5 * (eps + eps_e))
 
@@ -277,11 +287,16 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float) -> torch.Tensor:
     return (torch.sin((1 - w) * theta) * z0 + torch.sin(w * theta) * z1) / torch.sin(theta)
 
 
-def nfe(sampler: str, steps: int) -> int:
-    """Network evaluations of an S-step run: 2S - 1 for ``"heun"``, S otherwise. Chapter 8."""
+def nfe(sampler: str, steps: int, schedule: Schedule | None = None) -> int:
+    """Network evaluations of an S-step run: 2S - 1 for ``"heun"`` (one less when the
+    ``schedule``'s sigma_T > ``HEUN_SIGMA_MAX``, e.g. cosine), S otherwise. Chapter 8."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    return 2 * steps - 1 if sampler == "heun" else steps
+    if sampler != "heun":
+        return steps
+    big = schedule is not None and steps > 1 and float(
+        (1 - schedule.alpha_bar[-1]) / schedule.alpha_bar[-1]) > HEUN_SIGMA_MAX ** 2
+    return 2 * steps - 1 - int(big)
 
 
 def steps_for_nfe(sampler: str, budget: int) -> int:
@@ -293,4 +308,4 @@ def steps_for_nfe(sampler: str, budget: int) -> int:
 
 __all__ = ["denoise", "ddim_sigma", "ddim_step", "heun_step", "dpmpp_2m_step", "ode_end",
            "ode_schedule", "log_sigma_timesteps", "on_timesteps", "ddim_invert", "ddim_decode",
-           "slerp", "nfe", "steps_for_nfe"]
+           "slerp", "nfe", "steps_for_nfe", "HEUN_SIGMA_MAX"]

@@ -104,12 +104,13 @@ def _karras_heun(model, sched, x):
 
 
 def test_heun_matches_karras_algorithm_1():
-    sched, taus = respace(Schedule.cosine(1000), 8)
+    # linear schedule: sigma_T = 157 < HEUN_SIGMA_MAX, so every step but the last is Heun's
+    sched, taus = respace(Schedule.linear(1000), 8)
     from dmlib.respacing import RespacedModel
     model = RespacedModel(_linear_eps_model, taus)
     x = _x(4)
     ref = _karras_heun(model, sched, x)
-    got = sample(_linear_eps_model, Schedule.cosine(1000), x.shape, "heun", steps=8, x_T=x)
+    got = sample(_linear_eps_model, Schedule.linear(1000), x.shape, "heun", steps=8, x_T=x)
     torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-11)  # |x| ~ 1e4: not a denoiser
 
 
@@ -200,3 +201,20 @@ def test_ode_schedule_cuts_the_cosine_jump():
     cut = ode_schedule(cos)
     assert cut.T == t_end
     torch.testing.assert_close(cut.alpha_bar, cos.alpha_bar[:t_end + 1])
+
+
+def test_heun_first_cosine_step_is_euler():
+    """From the cosine schedule's sigma_T = 20,291 Heun takes the Euler (= DDIM) step."""
+    sched, _ = respace(Schedule.cosine(1000), 5)
+    x = _x(6)
+    calls = []
+
+    def counting(xx, t):
+        calls.append(int(t[0]))
+        return _linear_eps_model(xx, t)
+
+    a = heun_step(counting, sched, x, 5, StepContext())
+    b = ddim_step(_linear_eps_model, sched, x, 5, StepContext())
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert calls == [5]
+    assert nfe("heun", 5, Schedule.cosine(1000)) == 8 and nfe("heun", 5, Schedule.linear(1000)) == 9
