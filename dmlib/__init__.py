@@ -19,7 +19,9 @@ module                what it holds                                          cha
 ``spec``              ``DiffusionSpec``: schedule, T, target, variance        7
 ``losses``            the training loss and the exact VLB terms               4, 5
 ``respacing``         the S-step chain with the same marginals                7
-``sampling``          one sampler loop with pluggable steps (DDPM)            6, 7
+``samplers``          DDIM, Heun, DPM-Solver++(2M): probability-flow steps    8
+``sampling``          one sampler loop with pluggable steps (DDPM, ODE)       6, 7, 8
+``likelihood``        exact log-likelihood by the probability-flow ODE; bits  8
 ``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6
 ====================  =====================================================  =======
 

@@ -37,6 +37,7 @@ from ._validate import call_model, check_shape
 from .forward import draw_noise
 from .posterior import posterior_mean
 from .respacing import RespacedModel, respace
+from .samplers import ddim_step, dpmpp_2m_step, heun_step
 from .schedules import Schedule, check_variance_type, reverse_variance
 from .spec import DiffusionSpec, resolve
 from .targets import check_prediction_type, convert, to_x0
@@ -80,7 +81,8 @@ class StepContext:
 
     prediction_type: what the model outputs; variance: sigma_t^2 choice of stochastic
     samplers; generator: for the noise z; clip_x0: clamp the predicted x_0 (None: off);
-    state: scratch space kept across the steps of one run (multistep samplers).
+    state: scratch space kept across the steps of one run (multistep samplers); eta: DDIM's
+    noise level (0: deterministic, 1: DDPM with beta_tilde; chapter 8).
     """
 
     prediction_type: str = "eps"
@@ -88,10 +90,14 @@ class StepContext:
     generator: torch.Generator | None = None
     clip_x0: float | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    eta: float = 0.0
 
     def __post_init__(self) -> None:
         check_prediction_type(self.prediction_type)
         check_variance_type(self.variance)
+        if isinstance(self.eta, bool) or not isinstance(self.eta, (int, float)) or not self.eta >= 0:
+            raise ValueError(f"eta must be a number >= 0 (DDIM: 0 deterministic, 1 DDPM-like), "
+                             f"got {self.eta!r}")
 
 
 StepFn = Callable[[Model, Schedule, torch.Tensor, int, StepContext], torch.Tensor]
@@ -132,7 +138,9 @@ def ddpm_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
 
 
 #: The samplers of ``sample``: name -> step function ``step(model, schedule, x_t, t, ctx)``.
-SAMPLERS: dict[str, StepFn] = {"ddpm": ddpm_step}
+#: ddim / heun / dpmpp_2m: the probability-flow ODE samplers of chapter 8 (``dmlib.samplers``).
+SAMPLERS: dict[str, StepFn] = {"ddpm": ddpm_step, "ddim": ddim_step, "heun": heun_step,
+                               "dpmpp_2m": dpmpp_2m_step}
 
 
 def _initial_noise(shape: tuple[int, ...], x_T: torch.Tensor | None,
@@ -167,7 +175,7 @@ def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
            generator: torch.Generator | None = None, device: torch.device | str | None = None,
            x_T: torch.Tensor | None = None, clip_x0: float | None = None,
            return_trajectory: bool = False, trajectory_steps: Sequence[int] | None = None,
-           progress: bool = False, dtype: torch.dtype | None = None):
+           progress: bool = False, dtype: torch.dtype | None = None, eta: float = 0.0):
     """Draw samples by running a sampler's step from x_T ~ N(0, I) down to x_0 (chapters 6, 7).
 
     ``spec``: the model's ``DiffusionSpec`` (it decides the schedule and the prediction type;
@@ -185,7 +193,8 @@ def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
     ``trajectory`` is a dict {t: x_t} (detached CPU copies, keys in the model's original
     times, from the initial noise at t = T to the samples at t = 0, descending) for t in
     ``trajectory_steps`` (default: every visited t). ``progress=True`` shows a tqdm bar.
-    The model should be in eval mode; it is called under ``torch.no_grad()``.
+    The model should be in eval mode; it is called under ``torch.no_grad()``. ``eta``: the
+    noise level of the ``"ddim"`` sampler (chapter 8; ignored by the others).
     """
     from tqdm.auto import tqdm
 
@@ -203,7 +212,7 @@ def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
     x = _initial_noise(shape, x_T, generator, device, dtype)
     keep = _kept_times(times, trajectory_steps) if return_trajectory else set()
     trajectory = {times[0]: x.detach().cpu().clone()} if times[0] in keep else {}
-    ctx = StepContext(prediction_type, variance, generator, clip_x0)
+    ctx = StepContext(prediction_type, variance, generator, clip_x0, eta=eta)
     step = SAMPLERS[sampler]
     for k in tqdm(range(schedule.T, 0, -1), disable=not progress, desc=f"sampling ({sampler})",
                   leave=False):
