@@ -278,7 +278,7 @@ def _first_check(py_source: str) -> tuple[str, str]:
 
 
 EXERCISE_CELL = """\
-# browser test: a wrong answer (twice the right one), then the right one
+# browser test: a wrong answer (2 x the right one + 1), then the right one
 _right = {fn}
 _twice = lambda r: tuple(_twice(x) for x in r) if isinstance(r, tuple) else 2 * r + 1
 checks.{check}(lambda *a, **k: _twice(_right(*a, **k)))
