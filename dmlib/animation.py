@@ -60,7 +60,17 @@ def offline_jshtml(html: str) -> str:
                         '<div class="animation" onmousedown="event.stopPropagation()">', 1)
     for cls, text in _ICONS.items():
         html = html.replace(f'<i class="{cls}"></i>', f'<span class="anim-icon">{text}</span>')
+    # A player whose output was replaced (the cell re-run, the notebook closed) must stop its
+    # timer instead of writing to an element that no longer exists.
+    html = html.replace(_SET_FRAME, _SET_FRAME_GUARDED, 1)
     return html
+
+
+_SET_FRAME = """    document.getElementById(this.img_id).src =
+            this.frames[this.current_frame].src;"""
+_SET_FRAME_GUARDED = """    var img = document.getElementById(this.img_id);
+    if (!img) { this.pause_animation(); return; }
+    img.src = this.frames[this.current_frame].src;"""
 
 
 def _to_html(fig, update, n_frames: int, interval_ms: int) -> str:

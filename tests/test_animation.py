@@ -58,3 +58,14 @@ def test_image_trajectory_html_frames_and_errors():
         image_trajectory_html({5: torch.zeros(4, 2)})
     with pytest.raises(ValueError, match="non-empty"):
         image_trajectory_html({})
+
+
+def test_player_stops_when_its_output_is_gone():
+    """The player's timer must not write into an element that was removed (a page error)."""
+    import matplotlib.pyplot as plt
+
+    from dmlib.animation import _SET_FRAME, _SET_FRAME_GUARDED, _to_html
+
+    fig, ax = plt.subplots()
+    html = _to_html(fig, lambda i: ax.set_title(str(i)), 2, 100)
+    assert _SET_FRAME_GUARDED in html and _SET_FRAME not in html

@@ -382,6 +382,10 @@ def test_chapter_in_jupyterlab(lab, app, name):
         page.evaluate("() => { const nb = window.jupyterapp.shell.currentWidget.content;"
                       " nb.activeCellIndex = nb.widgets.length - 1; nb.mode = 'command'; }")
         _command(page, "notebook:insert-cell-below")
+        # a dropdown widget can keep the keyboard focus (chapter 8): release it, then put the
+        # cursor into the new cell's editor by clicking it (that also enters edit mode)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.locator(f"{PANEL} .jp-CodeCell").last.locator(".jp-InputArea-editor").click()
         _command(page, "notebook:enter-edit-mode")
         page.keyboard.insert_text(EXERCISE_CELL.format(fn=fn, check=check))
         _command(page, "notebook:run-cell")
