@@ -32,7 +32,6 @@
 #
 # Prerequisites: chapter 2 (CNFs, Euler/RK4, the trace, Hutchinson), chapter 6 (the 2-D models,
 # the optimal denoiser, the sliced-W2 ratio), chapter 7 (the U-Net, respacing, quality scores).
-# Sections marked *(optional depth)* can be skipped on a first read.
 
 # %%
 import json
