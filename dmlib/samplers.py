@@ -44,16 +44,6 @@ from .targets import to_x0
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _int_t(schedule: Schedule, t) -> int:
-    if isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point():
-        t = int(t)
-    if not isinstance(t, int) or isinstance(t, bool):
-        raise TypeError(f"t must be an int timestep (one t for the whole batch), got "
-                        f"{type(t).__name__}")
-    schedule.timesteps(t)
-    return t
-
-
 def denoise(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
             prediction_type: str = "eps", clip_x0: float | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +85,7 @@ def ddim_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: A
     and z ~ N(0, I) drawn with ``ctx.generator`` only when sigma_eta > 0. ``ctx.eta``
     (default 0: deterministic, Euler on the probability-flow ODE). Shapes: (B, ...).
     """
-    t = _int_t(schedule, t)
+    t = schedule.int_timestep(t)
     eta = float(getattr(ctx, "eta", 0.0))
     ab, ab_prev = _ends(schedule, t)
     x0, eps = denoise(model, schedule, xt, t, ctx.prediction_type, ctx.clip_x0)
@@ -125,7 +115,7 @@ def heun_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int, ctx: A
     average with the slope at the far end point is not (Karras et al. start at sigma = 80).
     Two network calls a step, one at those steps (``nfe``). Shapes: (B, ...).
     """
-    t = _int_t(schedule, t)
+    t = schedule.int_timestep(t)
     ab, ab_prev = _ends(schedule, t)
     x0, eps = denoise(model, schedule, xt, t, ctx.prediction_type, ctx.clip_x0)
     if ab_prev >= 1.0:
@@ -152,7 +142,7 @@ def dpmpp_2m_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
     ``ctx.state`` keeps D_prev and h_prev between steps (cleared at t = T, the first step of
     a run). The last step (to t = 0, lambda' = +inf) returns D. Shapes: (B, ...).
     """
-    t = _int_t(schedule, t)
+    t = schedule.int_timestep(t)
     if t == schedule.T:
         ctx.state.pop("dpmpp_D", None)
         ctx.state.pop("dpmpp_h", None)

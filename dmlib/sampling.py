@@ -103,16 +103,6 @@ class StepContext:
 StepFn = Callable[[Model, Schedule, torch.Tensor, int, StepContext], torch.Tensor]
 
 
-def _check_int_t(schedule: Schedule, t) -> int:
-    if isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point():
-        t = int(t)
-    if not isinstance(t, int) or isinstance(t, bool):
-        raise TypeError(f"t must be an int timestep (one t for the whole batch), got "
-                        f"{type(t).__name__}")
-    schedule.timesteps(t)
-    return t
-
-
 @torch.no_grad()
 def ddpm_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
               ctx: StepContext | None = None) -> torch.Tensor:
@@ -125,7 +115,7 @@ def ddpm_step(model: Model, schedule: Schedule, xt: torch.Tensor, t: int,
     Shapes: ``xt`` (B, ...); returns x_{t-1} (B, ...). ``t``: an int in 1..T.
     """
     ctx = ctx if ctx is not None else StepContext()
-    t = _check_int_t(schedule, t)
+    t = schedule.int_timestep(t)
     if not isinstance(xt, torch.Tensor) or xt.dim() < 1:
         raise ValueError("xt must be a tensor of shape (B, ...) with a batch dimension")
     t_batch = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)

@@ -232,6 +232,17 @@ class Schedule:
         """Validate ``t`` against this schedule (1 <= t <= T) and return it as a long tensor."""
         return as_timesteps(t, self.T, allow_zero=allow_zero)
 
+    def int_timestep(self, t: int | torch.Tensor) -> int:
+        """One timestep for the whole batch (a sampler step), as an int in 1..T: an int or a
+        0-d integer tensor; anything else raises TypeError, out of range ValueError."""
+        if isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point():
+            t = int(t)
+        if not isinstance(t, int) or isinstance(t, bool):
+            raise TypeError(f"t must be an int timestep (one t for the whole batch), got "
+                            f"{type(t).__name__}")
+        self.timesteps(t)
+        return t
+
     def extract(self, values: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor,
                 *, allow_zero: bool = False) -> torch.Tensor:
         """Gather ``values[t]`` and shape it to broadcast against ``x``.
