@@ -20,6 +20,7 @@ module                what it holds                                          cha
 ``losses``            the training loss and the exact VLB terms               4, 5
 ``respacing``         the S-step chain with the same marginals                7
 ``samplers``          DDIM, Heun, DPM-Solver++(2M): probability-flow steps    8
+``guidance``          label dropout, classifier-free guidance as a model      9
 ``sampling``          one sampler loop with pluggable steps (DDPM, ODE)       6, 7, 8
 ``likelihood``        exact log-likelihood by the probability-flow ODE; bits  8
 ``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6

@@ -158,6 +158,23 @@ def _kept_times(times: list[int], trajectory_steps: Sequence[int] | None) -> set
     return keep
 
 
+def _conditioned(model: Model, spec, y: torch.Tensor | None, guidance: float, B: int) -> Model:
+    """The (xt, t) model the sampler calls: ``model`` itself for unconditional specs, else
+    the conditional network with labels ``y`` and guidance scale ``guidance``."""
+    num_classes = getattr(spec, "num_classes", 0)
+    if not num_classes:
+        if y is not None or guidance:
+            raise ValueError("labels y and guidance need a class-conditional model (its "
+                             "DiffusionSpec has num_classes > 0); this one is unconditional")
+        return model
+    from .guidance import guided
+
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (B,)):
+        raise ValueError(f"y must be a long tensor of shape ({B},) (one label per sample), got "
+                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    return guided(model, y, guidance, num_classes)
+
+
 @torch.no_grad()
 def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
            sampler: str = "ddpm", steps: int | None = None, *,
@@ -165,7 +182,8 @@ def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
            generator: torch.Generator | None = None, device: torch.device | str | None = None,
            x_T: torch.Tensor | None = None, clip_x0: float | None = None,
            return_trajectory: bool = False, trajectory_steps: Sequence[int] | None = None,
-           progress: bool = False, dtype: torch.dtype | None = None, eta: float = 0.0):
+           progress: bool = False, dtype: torch.dtype | None = None, eta: float = 0.0,
+           y: torch.Tensor | None = None, guidance: float = 0.0):
     """Draw samples by running a sampler's step from x_T ~ N(0, I) down to x_0 (chapters 6, 7).
 
     ``spec``: the model's ``DiffusionSpec`` (it decides the schedule and the prediction type;
@@ -185,9 +203,15 @@ def sample(model: Model, spec: DiffusionSpec | Schedule, shape: Sequence[int],
     ``trajectory_steps`` (default: every visited t). ``progress=True`` shows a tqdm bar.
     The model should be in eval mode; it is called under ``torch.no_grad()``. ``eta``: the
     noise level of the ``"ddim"`` sampler (chapter 8; ignored by the others).
+
+    Class-conditional models (``spec.num_classes`` = K > 0, chapter 9): ``y`` (B,) long labels
+    in 0..K-1 (K or None: the null label, i.e. the unconditional model) and ``guidance`` the
+    classifier-free guidance scale w: the model called is (1 + w) net(x, t, y) - w net(x, t,
+    null) (``dmlib.guidance``). Unconditional models take neither.
     """
     from tqdm.auto import tqdm
 
+    model = _conditioned(model, spec, y, guidance, shape[0] if len(shape) else 0)
     schedule, prediction_type, variance = resolve(spec, prediction_type, variance)
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
@@ -227,11 +251,13 @@ def sample_images(model: Model, spec: DiffusionSpec, n: int, steps: int | None =
                   sampler: str = "ddpm", shape: tuple[int, ...] = (1, 28, 28),
                   variance: str | None = None, generator: torch.Generator | None = None,
                   batch_size: int = 500, device: torch.device | str | None = None,
-                  clip_x0: float | None = 1.0, progress: bool = False) -> torch.Tensor:
+                  clip_x0: float | None = 1.0, progress: bool = False,
+                  y: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
     """``n`` images by ``sample`` with the model's ``spec``, ``steps`` respaced steps (None:
     all T) and ``sampler``, drawn in batches of ``batch_size``. Returns (n, *shape) on the
     CPU, clamped to [-1, 1]. ``clip_x0`` clips the predicted x_0 inside each step (DDPM's
-    code does; None disables). Chapter 7.
+    code does; None disables). Chapter 7. ``y`` (n,) labels and ``guidance`` w: for
+    class-conditional models (chapter 9; see ``sample``).
     """
     from tqdm.auto import tqdm
 
@@ -248,7 +274,8 @@ def sample_images(model: Model, spec: DiffusionSpec, n: int, steps: int | None =
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         x = sample(model, spec, (b, *shape), sampler, steps, variance=variance,
-                   generator=generator, device=device, clip_x0=clip_x0)
+                   generator=generator, device=device, clip_x0=clip_x0,
+                   y=None if y is None else y[start:start + b], guidance=guidance)
         out.append(x.clamp(-1, 1).cpu())
         bar.update(b)
     bar.close()

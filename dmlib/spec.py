@@ -31,7 +31,9 @@ class DiffusionSpec:
     ``"sigmoid"``); schedule_params: keyword arguments of that constructor besides T, as
     sorted (name, value) pairs (a dict is accepted and converted), e.g. ``{"s": 0.008}``;
     T: number of diffusion steps; prediction_type: ``"eps"``, ``"x0"``, ``"mu"`` or ``"v"``;
-    variance: the default sigma_t^2 for sampling, ``"beta"`` or ``"beta_tilde"``.
+    variance: the default sigma_t^2 for sampling, ``"beta"`` or ``"beta_tilde"``;
+    num_classes: 0 for an unconditional model, else K: the model takes labels 0..K-1 and the
+    null label K (``model(xt, t, y)``; classifier-free guidance, chapter 9).
     """
 
     schedule: str = "cosine"
@@ -39,8 +41,13 @@ class DiffusionSpec:
     prediction_type: str = "eps"
     variance: str = "beta"
     schedule_params: tuple[tuple[str, float], ...] = field(default=())
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+                or self.num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: unconditional), got "
+                             f"{self.num_classes!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of "
                              f"{sorted(SCHEDULES)}")
@@ -82,6 +89,11 @@ class DiffusionSpec:
         d["schedule_params"] = {k: v for k, v in self.schedule_params}
         return d
 
+    @property
+    def null_label(self) -> int | None:
+        """The label meaning "no label" (= num_classes), None for unconditional models."""
+        return self.num_classes if self.num_classes else None
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DiffusionSpec":
         """Inverse of ``to_dict``; unknown keys raise ValueError naming them."""
@@ -95,8 +107,9 @@ class DiffusionSpec:
 
     def __str__(self) -> str:
         params = "".join(f", {k}={v:g}" for k, v in self.schedule_params)
+        cond = f", conditioned on {self.num_classes} classes" if self.num_classes else ""
         return (f"{self.schedule} schedule (T={self.T}{params}), predicts {self.prediction_type}, "
-                f"samples with variance {self.variance}")
+                f"samples with variance {self.variance}{cond}")
 
 
 def resolve(diffusion: "DiffusionSpec | Schedule", prediction_type: str | None = None,

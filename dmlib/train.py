@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_model, read_checkpoint, read_spec, save_checkpoint, sha256_file
+from .guidance import LabelledModel, drop_labels
 from .losses import diffusion_loss
 from .models.unet import UNet, UNetConfig
 from .schedules import Schedule
@@ -75,6 +76,8 @@ class Preset:
     ckpt_every: int = 250
     max_seconds: float | None = None  # wall-clock budget: stop early (None: all steps)
     ema_warmup: bool = True  # EMA decay min(ema_decay, (1+n)/(10+n)): short runs need it
+    lr_decay: str = "none"  # "cosine": decay to 0 at the last step (TrainConfig.lr_decay)
+    p_uncond: float = 0.1  # class-conditional models: label dropout for CFG (chapter 9)
 
     def train_config(self, ckpt_path: str | None, seed: int = 0,
                      device: str | None = None) -> TrainConfig:
@@ -84,12 +87,14 @@ class Preset:
                            grad_clip=self.grad_clip, log_every=self.log_every,
                            ckpt_every=self.ckpt_every if ckpt_path else None,
                            ckpt_path=ckpt_path, seed=seed, device=device, amp=self.amp,
-                           max_seconds=self.max_seconds, ema_warmup=self.ema_warmup)
+                           max_seconds=self.max_seconds, ema_warmup=self.ema_warmup,
+                           lr_decay=self.lr_decay)
 
     @property
     def spec(self) -> DiffusionSpec:
         """The diffusion this preset trains for (saved with every checkpoint it writes)."""
-        return DiffusionSpec(self.schedule, self.T, self.prediction_type)
+        return DiffusionSpec(self.schedule, self.T, self.prediction_type,
+                             num_classes=self.model.num_classes)
 
     def make_schedule(self) -> Schedule:
         """The noise schedule this preset trains (and must sample) with."""
@@ -108,6 +113,15 @@ PRESETS: dict[str, Preset] = {
     "ship": Preset("ship", "the shipped checkpoint: the cpu recipe, trained longer at batch 128",
                    steps=8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999,
                    ema_warmup=False),
+    # chapter 9: the class-conditional U-Net for classifier-free guidance (label dropout 0.1)
+    "cond": Preset("cond", "class-conditional U-Net for guidance (chapter 9; about 90 min, 1 core)",
+                   model=dataclasses.replace(MNIST_UNET, num_classes=10), steps=4500,
+                   batch_size=128, lr=2e-3, warmup_steps=200, ema_decay=0.999,
+                   lr_decay="cosine", p_uncond=0.1),
+    "cond-quick": Preset("cond-quick", "CI smoke run of the conditional model (seconds)",
+                         model=dataclasses.replace(MNIST_UNET, num_classes=10), steps=30,
+                         batch_size=32, data_limit=2048, warmup_steps=5, ema_decay=0.9,
+                         log_every=10, ckpt_every=10),
     "gpu": Preset("gpu", "the full-quality run on one GPU (bf16, channels_last)",
                   model=MNIST_UNET_GPU, steps=20000, batch_size=256, lr=1e-3,
                   warmup_steps=500, ema_decay=0.9995, log_every=100, ckpt_every=2000),
@@ -125,10 +139,14 @@ def get_preset(name: str, **overrides) -> Preset:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False):
+def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False, p_uncond: float = 0.1):
     """The loss of Algorithm 1 on images for the diffusion ``spec``, as ``train`` wants it:
     ``loss_fn(model, batch, generator)`` with ``batch`` the images x0 (B, 1, 28, 28) (or a
-    tuple whose first entry they are); t and eps are drawn with ``generator``. Chapter 7."""
+    tuple whose first entry they are); t and eps are drawn with ``generator``. Chapter 7.
+
+    A class-conditional spec (``num_classes`` > 0, chapter 9) needs ``batch = (x0, y)``: each
+    label is replaced by the null label with probability ``p_uncond`` (``drop_labels``) and
+    the network is called as ``model(xt, t, y)``."""
     if not isinstance(spec, DiffusionSpec):
         raise TypeError(f"image_loss_fn takes the run's DiffusionSpec, got {type(spec).__name__}")
 
@@ -136,6 +154,11 @@ def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False):
         x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
         if channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
+        if spec.num_classes:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("a class-conditional model trains on (images, labels) batches")
+            y = drop_labels(batch[1], p_uncond, spec.num_classes, generator)
+            model = LabelledModel(model, y)
         return diffusion_loss(model, spec, x0, generator=generator)
 
     return loss_fn
@@ -182,10 +205,14 @@ def train_mnist(preset: str | Preset = "cpu", run_dir: str | os.PathLike | None 
     train on these (N, 1, 28, 28) images in [-1, 1] instead of the MNIST training set.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    labels = None
     if images is None:
         from .data.mnist import load_mnist
 
-        images, _ = load_mnist("train", limit=p.data_limit)
+        images, labels = load_mnist("train", limit=p.data_limit)
+    elif p.model.num_classes:
+        raise ValueError("a class-conditional preset trains on MNIST with its labels; "
+                         "images= is for unconditional presets")
     elif images.dim() != 4 or images.shape[1] != p.model.in_channels:
         raise ValueError(f"images must have shape (N, {p.model.in_channels}, H, W), "
                          f"got {tuple(images.shape)}")
@@ -203,11 +230,13 @@ def train_mnist(preset: str | Preset = "cpu", run_dir: str | os.PathLike | None 
     config.amp = p.amp and cuda
     # torch.compile wraps the forward only; the loop still sees (and saves) the plain module.
     fwd = torch.compile(model) if compile else model
-    base_loss = image_loss_fn(p.spec, channels_last=cuda and p.channels_last)
+    base_loss = image_loss_fn(p.spec, channels_last=cuda and p.channels_last,
+                              p_uncond=p.p_uncond)
     loss_fn = lambda m, b, g: base_loss(fwd if m is model else m, b, g)  # noqa: E731
     logger = _LossLog(p, run_dir / "log.jsonl" if run_dir is not None else None)
     try:
-        res = train(model, loss_fn, images, config, resume=resume, progress=progress,
+        data = (images, labels.long()) if p.model.num_classes else images
+        res = train(model, loss_fn, data, config, resume=resume, progress=progress,
                     callback=logger, spec=p.spec)
     finally:
         logger.close()
@@ -294,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m dmlib.train",
                                  description="Train the course's MNIST diffusion model.")
-    ap.add_argument("dataset", choices=["mnist"])
-    ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    ap.add_argument("dataset", choices=["mnist", "mnist-cond"],
+                    help="mnist-cond: the class-conditional model of chapter 9 (preset cond)")
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help="default: cpu for mnist, cond for mnist-cond")
     ap.add_argument("--steps", type=int, help="override the preset's number of steps")
     ap.add_argument("--prediction-type", choices=["eps", "x0", "mu", "v"],
                     help="override the preset's prediction target (saved in the run's spec)")
@@ -308,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--export", help="also write the EMA weights alone to this path")
     args = ap.parse_args(argv)
+    cond = args.dataset == "mnist-cond"
+    args.preset = args.preset or ("cond" if cond else "cpu")
+    if cond != bool(PRESETS[args.preset].model.num_classes):
+        ap.error(f"preset {args.preset!r} is {'un' if cond else ''}conditional; "
+                 f"{args.dataset} needs a {'conditional (cond, cond-quick)' if cond else 'unconditional'} preset")
     if args.threads:
         torch.set_num_threads(args.threads)
     over = {"steps": args.steps} if args.steps else {}

@@ -38,7 +38,9 @@ class UNetConfig:
     attention_resolutions: resolutions (for an ``image_size`` input) that get self-attention;
     mid_attention: attention in the bottleneck; dropout: in residual blocks; groups:
     GroupNorm groups; time_dim: width of the time embedding (default 4 * base_channels);
-    scale_shift: FiLM-style GN(h)(1+s)+b instead of adding e(t); num_heads: attention heads.
+    scale_shift: FiLM-style GN(h)(1+s)+b instead of adding e(t); num_heads: attention heads;
+    num_classes: 0 for an unconditional model, else K class labels 0..K-1 plus the null
+    label K ("no label", for classifier-free guidance; chapter 9), embedded and added to e(t).
     """
 
     in_channels: int = 1
@@ -53,6 +55,7 @@ class UNetConfig:
     scale_shift: bool = True
     num_heads: int = 4
     image_size: int = 28
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise lists (e.g. from a checkpoint) into tuples.
@@ -86,6 +89,10 @@ class UNetConfig:
                              f"U-Net; for image_size={self.image_size} the levels are {levels}")
         if self.time_dim is not None and (self.time_dim < 2 or self.time_dim % 2):
             raise ValueError(f"UNetConfig.time_dim must be an even int >= 2 or None, got {self.time_dim!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+                or self.num_classes < 0:
+            raise ValueError(f"UNetConfig.num_classes must be an int >= 0 (0: unconditional), "
+                             f"got {self.num_classes!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -152,7 +159,12 @@ class SelfAttention(nn.Module):
 
 class UNet(nn.Module):
     """``model(xt, t)``: xt (B, C, H, W) float with H, W divisible by 2^(levels-1) (4 by
-    default), t (B,) long in 1..T -> (B, C, H, W). Chapter 7."""
+    default), t (B,) long in 1..T -> (B, C, H, W). Chapter 7.
+
+    A class-conditional U-Net (``num_classes = K > 0``, chapter 9) is called as
+    ``model(xt, t, y)`` with y (B,) long in 0..K, K being the null label; ``y=None`` means
+    the null label for every example (the unconditional model of classifier-free guidance).
+    The label embedding is added to the time embedding: e = e(t) + E[y]."""
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -162,6 +174,10 @@ class UNet(nn.Module):
         self.config = c = config
         tdim = c.temb_dim
         self.time_mlp = timestep_mlp(c.base_channels, tdim)
+        # K classes + the null label K; starts at 0 so that labels begin as "no information"
+        self.label_emb = nn.Embedding(c.num_classes + 1, tdim) if c.num_classes else None
+        if self.label_emb is not None:
+            nn.init.zeros_(self.label_emb.weight)
         block = lambda i, o: ResBlock(i, o, tdim, c.groups, c.dropout, c.scale_shift)  # noqa: E731
         attn = lambda ch: SelfAttention(ch, c.groups, c.num_heads)  # noqa: E731
 
@@ -223,9 +239,31 @@ class UNet(nn.Module):
                              f"them {len(c.channel_mults) - 1} times), got {tuple(xt.shape[2:])}; "
                              f"pad the images (e.g. F.pad) to a multiple of {f}")
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _label_embedding(self, y: torch.Tensor | None, xt: torch.Tensor) -> torch.Tensor | None:
+        K = self.config.num_classes
+        if not K:
+            if y is not None:
+                raise ValueError("UNet: this model is unconditional (num_classes=0) but labels y "
+                                 "were passed; build it with UNetConfig(num_classes=K)")
+            return None
+        if y is None:
+            y = torch.full((xt.shape[0],), K, dtype=torch.long, device=xt.device)
+        if not isinstance(y, torch.Tensor) or y.shape != (xt.shape[0],) or y.dtype != torch.long:
+            got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"UNet: y must be a long tensor of shape ({xt.shape[0]},) (one label "
+                             f"per image), got {got}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) > K):
+            raise ValueError(f"UNet: labels must lie in 0..{K} ({K} = the null label), got "
+                             f"{int(y.min())}..{int(y.max())}")
+        return self.label_emb(y)
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         self._check(xt, t)
         temb = self.time_mlp(t)
+        lab = self._label_embedding(y, xt)
+        if lab is not None:
+            temb = temb + lab.to(temb.dtype)
         h = self.conv_in(xt)
         skips = [h]
         for layer in self.down:
