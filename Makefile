@@ -57,7 +57,8 @@ lab: $(STAMP)
 # oversubscribe the cores and small torch ops slow down by orders of magnitude.
 test: $(STAMP) pairs
 	DMLIB_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=600 -p no:cacheprovider -n $(JOBS) --dist loadscope
+	    --nbval-cell-timeout=600 --nbval-sanitize-with chapters/nbval_sanitize.cfg \
+	    -p no:cacheprovider -n $(JOBS) --dist loadscope
 
 # The walkthrough as a student meets it: JupyterLab in headless Chromium (the system package;
 # Playwright drives it, from tests/browser/requirements.txt), every chapter opened, run in

@@ -379,10 +379,13 @@ def moments_report(name: str, xs: torch.Tensor) -> None:
     cov = torch.cov(flat.T)
     err = cov - (1 - ab) * torch.eye(flat.shape[1], dtype=cov.dtype)
     se_diag, se_off = (1 - ab) * math.sqrt(2 / n_copies), (1 - ab) / math.sqrt(n_copies)
-    diag_ok = err.diagonal().abs().max() < 6 * se_diag
-    off_ok = (err - torch.diag(err.diagonal())).abs().max() < 6 * se_off
-    print(f"{name:6s}: mean within 6 SE on all 784 pixels: {bool(z_mean.abs().max() < 6)}; "
-          f"variances within 6 SE: {bool(diag_ok)}; all 306,936 covariances within 6 SE: {bool(off_ok)}")
+    z_var = (err.diagonal().abs().max() / se_diag).item()
+    z_cov = ((err - torch.diag(err.diagonal())).abs().max() / se_off).item()
+    z_m = z_mean.abs().max().item()
+    # the largest deviation over 784 (or 306,936) values, in standard errors: about 3.2
+    # (or 4.5) is what pure chance gives; 6 would be a real error
+    print(f"{name:6s}: largest deviation in SE: mean {z_m:.1f}, variance {z_var:.1f}, "
+          f"covariance {z_cov:.1f}; all below 6: {max(z_m, z_var, z_cov) < 6}")
 
 
 print(f"t = {t_mnist}: alpha_bar_t = {ab:.3f}, so per pixel mean = {math.sqrt(ab):.3f} x0 "
@@ -622,8 +625,9 @@ schedules = {name: make_schedule(name, T) for name in ["linear", "cosine", "sigm
 # the closed form, written out in float64 (independent of dmlib): f(t) / f(0)
 f_cos = [math.cos(math.pi / 2 * (t / T + 0.008) / (1 + 0.008)) ** 2 for t in range(T + 1)]
 cos_closed = torch.tensor([f / f_cos[0] for f in f_cos], dtype=torch.float64)
-print("cosine: Schedule.cosine agrees with the closed form for t < T:",
-      bool(torch.allclose(schedules["cosine"].alpha_bar[:T], cos_closed[:T], rtol=1e-12)))
+rel = ((schedules["cosine"].alpha_bar[:T] - cos_closed[:T]).abs() / cos_closed[:T]).max().item()
+print(f"cosine: Schedule.cosine vs the closed form for t < T: max relative error {rel:.1e} "
+      f"(< 1e-12: {rel < 1e-12})")
 print(f"{'':>8} {'alpha_bar at t/T = 0.25':>24} {'0.5':>6} {'0.75':>6} | "
       f"{'first t: SNR<1':>14} | {'log SNR_1':>9} {'log SNR_T':>9} | {'steps with alpha_bar < 0.01':>28}")
 for name, s in schedules.items():

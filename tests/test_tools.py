@@ -223,3 +223,19 @@ def test_nbval_fails_when_a_checked_number_changes(tmp_path, printed, stored, ok
                         "-p", "no:cacheprovider", "-q", str(nb)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert (r.returncode == 0) == ok, r.stdout[-2000:]
+
+
+@pytest.mark.parametrize("printed, stored, ok", [
+    ("'max error 3.6e-15 (< 1e-10): True'", "max error 1.2e-16 (< 1e-10): True", True),
+    ("'max error 3.6e-03 (< 1e-10): False'", "max error 1.2e-16 (< 1e-10): True", False),
+    ("'gap 0.0e+00'", "gap 2.2e-16", True),
+    ("'order 1.02'", "order 1.03", False)])
+def test_nbval_sanitizer_masks_round_off_only(tmp_path, printed, stored, ok):
+    """chapters/nbval_sanitize.cfg: round-off digits may differ, anything else may not."""
+    nb = tmp_path / "demo.ipynb"
+    _tiny_notebook(nb, printed, stored)
+    cfg = Path(__file__).resolve().parents[1] / "chapters" / "nbval_sanitize.cfg"
+    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                        "--nbval-sanitize-with", str(cfg), "-p", "no:cacheprovider", "-q", str(nb)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert (r.returncode == 0) == ok, r.stdout[-2000:]
