@@ -774,9 +774,9 @@ print(f"FD / floor = {recorded['samples']['fd'] / recorded['floor']['fd']:.2f}")
 #
 # The lecture ends by asking "Is it the full story?". No: this course built DDPM (2020) and
 # checked it piece by piece, but diffusion models have moved on in four directions, and the
-# papers below are where to go next. Chapters 8 to 10 (in preparation) pick up the ODE view
-# with DDIM and exact likelihoods (chapter 8), flow matching and guidance (chapters 9 and
-# 10).
+# papers below are where to go next. The course's last three chapters pick up three of
+# them: the ODE view with DDIM and exact likelihoods (chapter 8), guidance (chapter 9) and
+# flow matching (chapter 10).
 #
 # * **The two papers behind this course.** Sohl-Dickstein et al., *Deep Unsupervised
 #   Learning using Nonequilibrium Thermodynamics* (2015,
@@ -807,14 +807,15 @@ print(f"FD / floor = {recorded['samples']['fd'] / recorded['floor']['fd']:.2f}")
 #   [arXiv:2210.02747](https://arxiv.org/abs/2210.02747)), and Liu et al., *Rectified Flow*
 #   (2023, [arXiv:2209.03003](https://arxiv.org/abs/2209.03003)): train a CNF directly by
 #   regression on a velocity field, without simulating the ODE, the last paper on the
-#   lecture's timeline. Chapters 9 and 10 take it up.
+#   lecture's timeline. **Chapter 10** takes it up and races it against this course's DDPM.
 # * **Guidance: generating what you ask for.** Dhariwal and Nichol, *Diffusion Models Beat
 #   GANs on Image Synthesis* (2021, [arXiv:2105.05233](https://arxiv.org/abs/2105.05233)):
 #   classifier guidance. Ho and Salimans, *Classifier-Free Diffusion Guidance* (2022,
 #   [arXiv:2207.12598](https://arxiv.org/abs/2207.12598)): the guidance behind today's
 #   text-to-image models, which also run diffusion in an autoencoder's latent space (Rombach
 #   et al., *Latent Diffusion*, 2022, [arXiv:2112.10752](https://arxiv.org/abs/2112.10752)).
-#   Chapters 9 and 10 take up guidance too, on this chapter's digits.
+#   **Chapter 9** takes up both kinds of guidance, on 2-D data and on this chapter's digits
+#   (a class-conditional version of its U-Net).
 #
 # For a gentler second pass over the same material, the Hugging Face diffusion course
 # ([github.com/huggingface/diffusion-models-class](https://github.com/huggingface/diffusion-models-class))
