@@ -35,11 +35,11 @@ from .posterior import posterior_mean_var
 from .schedules import Schedule, check_variance_type, elbo_variance
 from .spec import DiffusionSpec, resolve
 from .targets import (check_prediction_type, convert, elbo_weight, target_coefficients,
-                      target_for)
+                      target_for, x0_error_factor)
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-WEIGHTINGS: tuple[str, ...] = ("simple", "elbo")
+WEIGHTINGS: tuple[str, ...] = ("simple", "elbo", "min_snr")
 DECODERS: tuple[str, ...] = ("gaussian", "discretized")
 
 
@@ -52,7 +52,7 @@ def _check_choice(value, valid: tuple[str, ...], name: str) -> str:
 
 @renamed_keywords(sigma="variance")
 def loss_weights(schedule: Schedule, prediction_type: str, weighting: str = "simple",
-                 variance: str = "beta") -> torch.Tensor:
+                 variance: str = "beta", gamma: float = 5.0) -> torch.Tensor:
     """Per-timestep weights w(t), shape (T + 1,), float64; entry 0 NaN (no t = 0). Ch4/ch5, C5.2.
 
     ``"simple"``: w(t) = 1 (DDPM's L_simple).
@@ -71,12 +71,26 @@ def loss_weights(schedule: Schedule, prediction_type: str, weighting: str = "sim
     computed by ``dmlib.targets.elbo_weight`` (the one implementation) from each target's
     coefficients. ``variance`` picks sigma_t^2 = beta_t or beta_tilde_t; at t = 1 both use
     beta_1 (then w(1)||.||^2 is L_0 of the Gaussian decoder up to a constant).
+
+    ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023; issue 17's ablation): the x_0 error is
+    weighted by min(SNR_t, gamma), i.e. for a target whose error is k(t) times the x_0 error
+    (``dmlib.targets.x0_error_factor``)
+
+        w(t) = min(SNR_t, gamma) / k(t)^2:  eps: min(SNR, gamma) / SNR,  x0: min(SNR, gamma),
+                                            v: min(SNR, gamma) / (SNR + 1).
     """
     check_prediction_type(prediction_type)
     _check_choice(weighting, WEIGHTINGS, "weighting")
     check_variance_type(variance)
     if weighting == "elbo":
         return elbo_weight(schedule, *target_coefficients(schedule, prediction_type), variance)
+    if weighting == "min_snr":
+        if not gamma > 0:
+            raise ValueError(f"gamma must be > 0 (Min-SNR-gamma uses 5), got {gamma!r}")
+        k = x0_error_factor(schedule, *target_coefficients(schedule, prediction_type))
+        w = schedule.snr.double().clamp(max=gamma) / k.pow(2)
+        w[0] = float("nan")
+        return w
     w = torch.ones(schedule.T + 1, dtype=torch.float64)
     w[0] = float("nan")
     return w

@@ -78,6 +78,7 @@ class Preset:
     ema_warmup: bool = True  # EMA decay min(ema_decay, (1+n)/(10+n)): short runs need it
     lr_decay: str = "none"  # "cosine": decay to 0 at the last step (TrainConfig.lr_decay)
     p_uncond: float = 0.1  # class-conditional models: label dropout for CFG (chapter 9)
+    weighting: str = "simple"  # loss weight over t: "simple" or "min_snr" (Min-SNR-5)
 
     def train_config(self, ckpt_path: str | None, seed: int = 0,
                      device: str | None = None) -> TrainConfig:
@@ -139,14 +140,16 @@ def get_preset(name: str, **overrides) -> Preset:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False, p_uncond: float = 0.1):
+def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False, p_uncond: float = 0.1,
+                  weighting: str = "simple"):
     """The loss of Algorithm 1 on images for the diffusion ``spec``, as ``train`` wants it:
     ``loss_fn(model, batch, generator)`` with ``batch`` the images x0 (B, 1, 28, 28) (or a
     tuple whose first entry they are); t and eps are drawn with ``generator``. Chapter 7.
 
     A class-conditional spec (``num_classes`` > 0, chapter 9) needs ``batch = (x0, y)``: each
     label is replaced by the null label with probability ``p_uncond`` (``drop_labels``) and
-    the network is called as ``model(xt, t, y)``."""
+    the network is called as ``model(xt, t, y)``. ``weighting``: ``diffusion_loss``'s
+    ``"simple"`` or ``"min_snr"``."""
     if not isinstance(spec, DiffusionSpec):
         raise TypeError(f"image_loss_fn takes the run's DiffusionSpec, got {type(spec).__name__}")
 
@@ -159,7 +162,7 @@ def image_loss_fn(spec: DiffusionSpec, channels_last: bool = False, p_uncond: fl
                 raise ValueError("a class-conditional model trains on (images, labels) batches")
             y = drop_labels(batch[1], p_uncond, spec.num_classes, generator)
             model = LabelledModel(model, y)
-        return diffusion_loss(model, spec, x0, generator=generator)
+        return diffusion_loss(model, spec, x0, weighting=weighting, generator=generator)
 
     return loss_fn
 
@@ -231,7 +234,7 @@ def train_mnist(preset: str | Preset = "cpu", run_dir: str | os.PathLike | None 
     # torch.compile wraps the forward only; the loop still sees (and saves) the plain module.
     fwd = torch.compile(model) if compile else model
     base_loss = image_loss_fn(p.spec, channels_last=cuda and p.channels_last,
-                              p_uncond=p.p_uncond)
+                              p_uncond=p.p_uncond, weighting=p.weighting)
     loss_fn = lambda m, b, g: base_loss(fwd if m is model else m, b, g)  # noqa: E731
     logger = _LossLog(p, run_dir / "log.jsonl" if run_dir is not None else None)
     try:

@@ -296,3 +296,31 @@ def test_vlb_errors(sched):
         vlb_terms(model, sched, x0 + 3, decoder="discretized")
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
         vlb_terms(model, sched, x0, max_batch=0)
+
+
+@pytest.mark.parametrize("prediction_type", ["eps", "x0", "v"])
+def test_min_snr_weights_match_hang_et_al(prediction_type):
+    """Min-SNR-5 written out per target (Hang et al. 2023, sec. 3.4), independent of dmlib."""
+    s = Schedule.cosine(1000)
+    snr = s.alpha_bar[1:].double() / (1 - s.alpha_bar[1:].double())
+    clipped = torch.clamp(snr, max=5.0)
+    want = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[prediction_type]
+    got = loss_weights(s, prediction_type, "min_snr")
+    assert torch.isnan(got[0])
+    assert torch.allclose(got[1:], want, rtol=1e-9)
+    # the weighted loss: min(SNR, 5) times the x0 error, whatever the target
+    torch.manual_seed(0)
+    x0 = torch.randn(8, 3, dtype=torch.float64)
+    model = lambda xt, t: 0.3 * xt  # noqa: E731  (any fixed model)
+    t = torch.randint(1, 1001, (8,))
+    eps = torch.randn_like(x0)
+    spec_loss = diffusion_loss(model, s, x0, prediction_type, "min_snr", t=t, eps=eps,
+                               reduction="none")
+    from dmlib.forward import q_sample
+    from dmlib.targets import convert
+    xt = q_sample(s, x0, t, eps)
+    x0_hat = convert(s, model(xt, t), xt, t, prediction_type, "x0")
+    want_loss = clipped[t - 1] * (x0 - x0_hat).pow(2).mean(1)
+    assert torch.allclose(spec_loss, want_loss, rtol=1e-8)
+    with pytest.raises(ValueError, match="gamma"):
+        loss_weights(s, "eps", "min_snr", gamma=0.0)
