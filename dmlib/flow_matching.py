@@ -43,6 +43,7 @@ from ._validate import call_model
 from .data.mixture import GaussianMixture
 from .ode import odeint
 from .schedules import Schedule
+from .targets import check_prediction_type, convert
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Default number of time levels of a flow-matching network: t = k / T_FM, k = 0..T_FM.
@@ -191,21 +192,25 @@ class VelocityAsEps(nn.Module):
 
 
 class EpsAsVelocity(nn.Module):
-    """A VP eps-model seen as a velocity field on the straight path (chapter 10):
+    """Any trained VP model seen as a velocity field on the straight path (chapter 10):
 
         (x_FM, k) -> v = (eps_theta((a_k + s_k) x_FM, k) - x_FM) / (1 - t_k),  t_k = ``vp_times``[k]
 
-    k is the eps-model's own integer time (1..T); its time on the straight path is t_k.
+    k is the model's own integer time (1..T); its time on the straight path is t_k. A model
+    that predicts x0, mu or v (``prediction_type``) is converted to eps first
+    (``dmlib.targets.convert``).
     """
 
-    def __init__(self, eps_model: Model, schedule: Schedule) -> None:
+    def __init__(self, eps_model: Model, schedule: Schedule, prediction_type: str = "eps") -> None:
         super().__init__()
         self.eps_model, self.schedule = eps_model, schedule
+        self.prediction_type = check_prediction_type(prediction_type)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         sch = self.schedule
         a, s = (sch.extract(v, k, x) for v in (sch.sqrt_alpha_bar, sch.sqrt_one_minus_alpha_bar))
-        eps = call_model(self.eps_model, (a + s) * x, k)
+        x_vp = (a + s) * x
+        eps = convert(sch, call_model(self.eps_model, x_vp, k), x_vp, k, self.prediction_type, "eps")
         return velocity_from_eps(eps, x, (s / (a + s)).reshape(-1))
 
 

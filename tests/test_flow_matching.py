@@ -125,6 +125,10 @@ def test_eps_velocity_round_trip_and_optimal_models():
         kk = torch.full((20,), k)
         assert torch.allclose(EpsAsVelocity(opt, lin)(x, kk), gmm_velocity(G, x, float(tk[k])),
                               atol=1e-8), k
+    # a v-prediction model gives the same field once converted
+    opt_v = EpsAsVelocity(OptimalDenoiser(G, lin, "v"), lin, prediction_type="v")
+    kk = torch.full((20,), 400)
+    assert torch.allclose(opt_v(x, kk), gmm_velocity(G, x, float(tk[400])), atol=1e-8)
     # and back: the exact velocity as an eps-model on the straight schedule is the optimal eps
     sch = straight_schedule(1000)
     back, opt_s = VelocityAsEps(_Exact(), sch), OptimalDenoiser(G, sch)
