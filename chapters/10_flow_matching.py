@@ -49,7 +49,7 @@ from dmlib.likelihood import ode_log_likelihood
 from dmlib.losses import diffusion_loss
 from dmlib.metrics import sample_distance_report
 from dmlib.models import MLPConfig, MLPDenoiser
-from dmlib.ode import odeint
+from dmlib.ode import euler_step, odeint
 from dmlib.optimal import OptimalDenoiser
 from dmlib.plotting import plot_trajectories, scatter2d
 from dmlib.samplers import nfe, steps_for_nfe
@@ -138,7 +138,10 @@ for ax, t in zip(axes[1:], (0.0, 0.3, 0.6, 1.0)):
     ax.hist2d(xt[:, 0].numpy(), xt[:, 1].numpy(), bins=80, range=[[-3, 3], [-3, 3]], cmap="Blues")
     ax.set(aspect="equal", title=f"p_t at t = {t}", xlabel="x[0]")
 plt.show()
-assert torch.allclose(cond_velocity(x0_d, eps_d, torch.zeros(len(x0_d))), conditional_velocity(x0_d, eps_d))
+try:  # your function against dmlib's (skipped while exercise 10.1 is not done)
+    assert torch.allclose(cond_velocity(x0_d, eps_d, torch.zeros(len(x0_d))), conditional_velocity(x0_d, eps_d))
+except NotImplementedError:
+    print("exercise 10.1 not done yet: the chapter goes on with dmlib's conditional_velocity")
 
 # %% [markdown]
 # ## 2. Conditional and marginal flow matching
@@ -247,8 +250,8 @@ for target in ("eps - x0", "eps"):
 # No: an ODE with a (locally Lipschitz) velocity field has unique solutions, so two of its paths
 # never meet at the same $(x,t)$. Where conditional lines would cross, the marginal velocity
 # averages them and the marginal paths bend away from each other. So even though every
-# conditional path is straight, the marginal paths are curved (section 0's paths, below, bend
-# towards the nine modes), and Euler's method with few steps makes an error where they bend.
+# conditional path is straight, the marginal paths are curved (the left panel of section 5's
+# figure: they bend towards the nine modes), and Euler's method with few steps makes an error where they bend.
 # Reflow (section 5) changes the *coupling* between noise and data so that the lines no longer
 # cross, and then the marginal paths become straight.
 #
@@ -373,9 +376,13 @@ x_chk = make_toy("gmm", 64, seed=9)
 k_chk = torch.randint(0, 1001, (64,), generator=torch.Generator().manual_seed(9))
 e_chk = torch.randn(64, 2, generator=torch.Generator().manual_seed(10))
 probe = MLPDenoiser(MODEL)
-mine, ref = flow_matching_loss(probe, x_chk, e_chk, k_chk, 1000), fm_loss(probe, (x_chk, e_chk), 1000, k=k_chk)
-print(f"your loss {float(mine.detach()):.6f}, dmlib's {float(ref.detach()):.6f}")
-assert torch.allclose(mine, ref)
+ref = fm_loss(probe, (x_chk, e_chk), 1000, k=k_chk)
+try:  # your loss against dmlib's (skipped while exercise 10.2 is not done)
+    mine = flow_matching_loss(probe, x_chk, e_chk, k_chk, 1000)
+    print(f"your loss {float(mine.detach()):.6f}, dmlib's {float(ref.detach()):.6f}")
+    assert torch.allclose(mine, ref)
+except NotImplementedError:
+    print("exercise 10.2 not done yet: the chapter trains with dmlib's fm_loss")
 fm_models = {}
 for name in tqdm(SETS, desc="flow matching"):
     torch.manual_seed(0)
@@ -409,7 +416,10 @@ checks.check_flow_euler_step(flow_euler_step)
 def my_sampler(model, x, steps, T=1000):
     field = lambda z, t: model(z, torch.full((len(z),), round(t * T)))  # noqa: E731
     for j in range(steps, 0, -1):
-        x = flow_euler_step(field, x, j / steps, (j - 1) / steps)
+        try:
+            x = flow_euler_step(field, x, j / steps, (j - 1) / steps)
+        except NotImplementedError:  # exercise 10.3 not done yet: dmlib's Euler step
+            x = euler_step(field, x, j / steps, -1 / steps)
     return x
 
 
@@ -605,6 +615,17 @@ else:
         for k, v in fmj["sets"]["gmm"]["nll"].items():
             if k != "true_nll":
                 print(f"mixture NLL gap {k:7s}: {v['gap']:+.3f} +- {v['se']:.3f} nats")
+
+# %% [markdown]
+# Read the table with the measured run in mind (the README has it with the command). At equal
+# training compute (1,500 steps, 23-27 CPU-seconds per model) flow matching beats DDPM's best ODE
+# sampler at NFE 1, 2, 5 and 20 on every set. At 10 Euler steps it is within 1.5 of the floor
+# only on eight Gaussians (the course aimed for 4 of 5 sets: missed), while Heun at 10 NFE beats
+# DDPM on all five and is within 1.5 on three. On the mixture the ODE likelihood of flow
+# matching is within 0.031 +- 0.008 nats of the truth, DDPM's 0.191 +- 0.018. Reflow's single
+# Euler step matches the first flow's best 20-NFE result: its paths are straight, but it cannot
+# be better than the flow it copies. A ratio below 1 (swiss roll) means "indistinguishable from
+# data at this sample size", not "better than data".
 
 # %% [markdown]
 # ## Summary
