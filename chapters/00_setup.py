@@ -153,6 +153,7 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # | 5 | three targets | 1.9 h | 1.9 h | 3.5 min | ★ ×2, ★★, ★★★ |
 # | 6 | training and sampling on 2-D data | 2.4 h | 2.4 h | 3.7 min | ★★ ×3, ★★★ |
 # | 7 | MNIST | 1.7 h | 1.8 h | 8 min | ★, ★★ ×2 |
+# | 10 | flow matching and rectified flow (after 8) | optional | 1.2 h | 3.5 min CPU | ★ ×3 |
 # | | **total** | **about 12 h** | **about 15 h** | | |
 #
 # These times are **estimates, not measurements on students**, computed from each
@@ -198,6 +199,7 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # | Sampling | 6 §3; 7 §4 |
 # | Summary: denoising objective, iterative inference, a hierarchical VAE, three targets | 5; 6 |
 # | "Is it the full story?" | 7, *Further reading*; chapters 8–10 |
+# | (beyond the slides) flow matching, rectified flow | 10 |
 #
 # ## 1. The environment
 #

@@ -24,6 +24,7 @@ module                what it holds                                          cha
 ``sampling``          one sampler loop with pluggable steps (DDPM, ODE)       6, 7, 8
 ``likelihood``        exact log-likelihood by the probability-flow ODE; bits  8
 ``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6
+``flow_matching``     straight path, velocity target/loss, reflow, clocks     10
 ====================  =====================================================  =======
 
 **Models, data, training and evaluation**

@@ -4,8 +4,12 @@ The lecture's CNF slide writes the Euler step
 
     z_{t + dt} ~ z_t + f(z_t, t) dt,        z_1 = z_0 + int_0^1 f(z_t, t) dt.
 
-Euler's error after integrating over a fixed interval is O(dt) (first order); the classical
-Runge-Kutta method RK4 evaluates f four times per step and is O(dt^4):
+Euler's error after integrating over a fixed interval is O(dt) (first order); Heun's method
+(explicit trapezoid, chapter 10) evaluates f twice per step and is O(dt^2),
+
+    z_E = z + dt f(z, t),   z_{t+dt} = z + dt/2 (f(z, t) + f(z_E, t + dt));
+
+the classical Runge-Kutta method RK4 evaluates f four times per step and is O(dt^4):
 
     k1 = f(z, t)
     k2 = f(z + dt/2 k1, t + dt/2)
@@ -28,7 +32,7 @@ from typing import Callable
 import torch
 
 VectorField = Callable[[torch.Tensor, float], torch.Tensor]
-METHODS = ("euler", "rk4")
+METHODS = ("euler", "heun", "rk4")
 
 
 def _check_f_z(f: VectorField, z: torch.Tensor) -> None:
@@ -52,6 +56,15 @@ def euler_step(f: VectorField, z: torch.Tensor, t: float, dt: float) -> torch.Te
     return z + dt * _eval(f, z, t)
 
 
+def heun_step(f: VectorField, z: torch.Tensor, t: float, dt: float) -> torch.Tensor:
+    """One Heun step (second order): z_E = z + dt f(z, t), then
+    z_{t+dt} = z + dt/2 (f(z, t) + f(z_E, t + dt)). Shape of ``z``. Chapter 10."""
+    _check_f_z(f, z)
+    k1 = _eval(f, z, t)
+    k2 = _eval(f, z + dt * k1, t + dt)
+    return z + 0.5 * dt * (k1 + k2)
+
+
 def rk4_step(f: VectorField, z: torch.Tensor, t: float, dt: float) -> torch.Tensor:
     """One classical Runge-Kutta step (4th order), see the module docstring. Chapter 2."""
     _check_f_z(f, z)
@@ -62,7 +75,7 @@ def rk4_step(f: VectorField, z: torch.Tensor, t: float, dt: float) -> torch.Tens
     return z + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-STEPS = {"euler": euler_step, "rk4": rk4_step}
+STEPS = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
 
 
 def odeint(f: VectorField, z0: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
@@ -71,8 +84,8 @@ def odeint(f: VectorField, z0: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
     """Integrate dz/dt = f(z, t) from ``z(t0) = z0`` to ``t1`` with ``n_steps`` equal steps.
 
     dt = (t1 - t0) / n_steps (negative when t1 < t0: backwards in time); step k starts at
-    t_k = t0 + k dt. ``method``: "euler" (1 evaluation of f per step, error O(dt)) or
-    "rk4" (4 evaluations, error O(dt^4)).
+    t_k = t0 + k dt. ``method``: "euler" (1 evaluation of f per step, error O(dt)),
+    "heun" (2 evaluations, O(dt^2)) or "rk4" (4 evaluations, error O(dt^4)).
 
     Returns z(t1), shaped like ``z0``; with ``return_path=True`` the whole path, shape
     (n_steps + 1, *z0.shape), path[k] = z(t_k). Chapter 2.
@@ -95,4 +108,4 @@ def odeint(f: VectorField, z0: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
     return torch.stack(path) if return_path else z
 
 
-__all__ = ["euler_step", "rk4_step", "odeint", "METHODS", "STEPS", "VectorField"]
+__all__ = ["euler_step", "heun_step", "rk4_step", "odeint", "METHODS", "STEPS", "VectorField"]
