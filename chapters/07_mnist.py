@@ -668,14 +668,15 @@ checks.check_frechet_distance(frechet)
 # (`bench/` and the README report $n = 10{,}000$).
 
 # %%
-n_score = dmlib.quick(100, 500)
+n_score = dmlib.quick(50, 500)
+S_score = dmlib.quick(10, S_main)  # quick mode (CI): fewer digits, fewer steps
 floor = real_data_floor(judge, n=n_score)
 t0 = time.perf_counter()
-samples = sample_images(shipped, ship_spec, n_score, steps=S_main,
+samples = sample_images(shipped, ship_spec, n_score, steps=S_score,
                         generator=torch.Generator().manual_seed(123), progress=True)
 sample_secs = time.perf_counter() - t0
 report = score_images(samples, judge)
-own_report = score_images(sample_images(run.ema_model, run.spec, n_score, steps=S_main,
+own_report = score_images(sample_images(run.ema_model, run.spec, n_score, steps=S_score,
                                         generator=torch.Generator().manual_seed(123)), judge)
 feats_s, _ = classify(judge, samples)
 feats_r, _ = classify(judge, x_test)
