@@ -140,7 +140,9 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 #   0 start here ──► 1 Gaussians ──► 3 forward process ──► 4 ELBO → L2 ──► 5 targets ──► 6 2-D ──► 7 MNIST
 #                        │                                  (part 1 core,                   │
 #                        │                                   part 2 optional)               │
-#                        └──► 2 flows and CNFs (optional here) ─────────────────────────────┴──► 8 (to come)
+#                        └──► 2 flows and CNFs (optional here) ─────────────────────────────┴──► 8 diffusion is a CNF
+#                                                                                                       ├──► 9 guidance
+#                                                                                                       └──► 10 flow matching
 # ```
 #
 # | # | chapter | core path | with optional depth | runs (full mode, 2-core CPU) | exercises |
@@ -153,8 +155,10 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # | 5 | three targets | 1.9 h | 1.9 h | 3.5 min | ★ ×2, ★★, ★★★ |
 # | 6 | training and sampling on 2-D data | 2.4 h | 2.4 h | 3.7 min | ★★ ×3, ★★★ |
 # | 7 | MNIST | 1.7 h | 1.8 h | 8 min | ★, ★★ ×2 |
+# | 8 | diffusion is a CNF (after 2 and 7) | optional | 2.0 h | 7 min | ★, ★★ ×2 |
+# | 9 | conditional generation and guidance (after 6 and 7; uses 8's samplers) | not on the core path | 1.4 h | about 8 min (CPU time) | ★ ×2, ★★ |
 # | 10 | flow matching and rectified flow (after 8) | optional | 1.2 h | 3.5 min CPU | ★ ×3 |
-# | | **total** | **about 12 h** | **about 15 h** | | |
+# | | **total** | **about 12 h** | **about 20 h** | | |
 #
 # These times are **estimates, not measurements on students**, computed from each
 # chapter's source: careful reading of the text at 100 words a minute, reading and running
@@ -199,6 +203,8 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # | Sampling | 6 §3; 7 §4 |
 # | Summary: denoising objective, iterative inference, a hierarchical VAE, three targets | 5; 6 |
 # | "Is it the full story?" | 7, *Further reading*; chapters 8–10 |
+# | (beyond the slides) the probability-flow ODE, DDIM, exact likelihoods, fast samplers | 8 |
+# | (beyond the slides) classifier guidance, classifier-free guidance | 9 |
 # | (beyond the slides) flow matching, rectified flow | 10 |
 #
 # ## 1. The environment

@@ -20,7 +20,8 @@ module                what it holds                                          cha
 ``losses``            the training loss and the exact VLB terms               4, 5
 ``respacing``         the S-step chain with the same marginals                7
 ``samplers``          DDIM, Heun, DPM-Solver++(2M): probability-flow steps    8
-``guidance``          label dropout, classifier-free guidance as a model      9
+``guidance``          label dropout, CFG and classifier guidance as models    9
+``labelled_mixture``  a labelled Gaussian mixture: p(y | x_t), scores, target  9
 ``sampling``          one sampler loop with pluggable steps (DDPM, ODE)       6, 7, 8
 ``likelihood``        exact log-likelihood by the probability-flow ODE; bits  8
 ``optimal``           the optimal denoiser for Gaussian / mixture data        4, 6
@@ -38,6 +39,7 @@ module                what it holds                                          cha
 ``pretrained``        the shipped checkpoints, sha256-verified                7
 ``metrics``           2-D sample distances (sliced W2, MMD) and their floor   6
 ``quality``           image quality: FD / confident share / class entropy     7
+``class_quality``     conditional samples: accuracy, confusion, diversity     9
 ``animation``         compact HTML animations of reverse trajectories         6, 7
 ``plotting``          scatter / image grid / trajectory helpers               all
 ``seeding``           ``seed_everything``                                     all

@@ -11,6 +11,15 @@ which is, by Bayes' rule for scores (grad log p(x_t|y) = grad log p(x_t) + grad 
 the eps of the score  grad log p(x_t) + (1 + w) grad log p(y | x_t). w = 0 is the plain
 conditional model. The combination is linear in the network's output, so it applies
 unchanged to x0- and v-predicting networks (each is a fixed linear map of eps given x_t).
+Many libraries (e.g. diffusers) write ``guidance_scale`` = 1 + w: their scale 1 is our w = 0.
+
+Classifier guidance (Dhariwal & Nichol 2021, Alg. 2 in eps form) uses a separate
+noise-aware classifier p_phi(y | x_t) instead, with s_t = sqrt(1 - alpha_bar_t):
+
+    eps_hat(x_t, y) = eps(x_t) - (1 + w) s_t grad_x log p_phi(y | x_t)          (CG)
+
+(their "scale" is 1 + w here, so w means the same in CG and CFG: w = 0 gives, with the exact
+classifier, exactly the eps of p(x_t | y), because eps = -s_t grad log p and Bayes' rule).
 """
 
 from __future__ import annotations
@@ -18,7 +27,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .forward import draw_noise, q_sample
+from .losses import diffusion_loss
+from .schedules import Schedule
 
 
 def _check_labels(y: torch.Tensor, num_classes: int, allow_null: bool = True) -> torch.Tensor:
@@ -104,4 +118,87 @@ def guided(net: nn.Module, y: torch.Tensor | None, w: float, num_classes: int
     return GuidedModel(net, y, w, num_classes)
 
 
-__all__ = ["drop_labels", "LabelledModel", "GuidedModel", "guided"]
+def classifier_guided_eps(eps: torch.Tensor, grad_log_py: torch.Tensor,
+                          alpha_bar: float | torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier guidance as an eps correction (chapter 9; Dhariwal & Nichol 2021, Alg. 2):
+
+        eps_hat = eps - (1 + w) sqrt(1 - alpha_bar_t) grad_x log p(y | x_t)
+
+    ``eps``, ``grad_log_py``: (B, ...); ``alpha_bar``: a float or a (B,) tensor (one
+    alpha_bar_t per example). w >= 0; w = 0 with the exact p(y | x_t) gives the eps of
+    p(x_t | y) exactly (Bayes' rule for scores)."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+        raise ValueError(f"the guidance scale w must be a number >= 0, got {w!r}")
+    if eps.shape != grad_log_py.shape:
+        raise ValueError(f"eps {tuple(eps.shape)} and grad_log_py {tuple(grad_log_py.shape)} "
+                         f"must have the same shape")
+    ab = torch.as_tensor(alpha_bar, dtype=eps.dtype, device=eps.device)
+    if ab.dim() == 1:
+        ab = ab.reshape(-1, *([1] * (eps.dim() - 1)))
+    return eps - (1 + w) * (1 - ab).sqrt() * grad_log_py
+
+
+def class_log_prob_grad(classifier: nn.Module, xt: torch.Tensor, t: torch.Tensor,
+                        y: torch.Tensor) -> torch.Tensor:
+    """grad_x log p_phi(y | x_t) by autograd, for ``classifier(xt, t) -> logits`` (B, C)
+    (chapter 9). xt (B, ...), t (B,), y (B,) long in 0..C-1; returns (B, ...) like xt.
+    Works under ``torch.no_grad()`` (the samplers' mode): gradients are enabled inside."""
+    with torch.enable_grad():
+        x = xt.detach().requires_grad_(True)
+        logits = classifier(x, t)
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"the classifier must return logits (B, C), got {tuple(logits.shape)}")
+        _check_labels(y, logits.shape[1], allow_null=False)
+        logp = F.log_softmax(logits, dim=-1).gather(1, y.to(x.device)[:, None]).sum()
+        return torch.autograd.grad(logp, x)[0].detach()
+
+
+class ClassifierGuidedModel(nn.Module):
+    """``(xt, t) -> eps(xt, t) - (1 + w) s_t grad log p_phi(y | xt)`` (chapter 9): an eps
+    model steered by a noise-aware classifier. ``model``: eps-predicting ``model(xt, t)``;
+    ``classifier(xt, t)`` -> logits; ``schedule``: the model's (original) schedule; y (B,)
+    labels 0..C-1; w >= 0. Pass it to ``sample`` like any model (respacing wraps it)."""
+
+    def __init__(self, model: nn.Module, classifier: nn.Module, schedule: Schedule,
+                 y: torch.Tensor, w: float) -> None:
+        super().__init__()
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a dmlib Schedule, got {type(schedule).__name__}")
+        self.model, self.classifier, self.schedule, self.y, self.w = model, classifier, schedule, y, w
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if xt.shape[0] != self.y.shape[0]:
+            raise ValueError(f"{self.y.shape[0]} labels for a batch of {xt.shape[0]}")
+        eps = self.model(xt, t)
+        g = class_log_prob_grad(self.classifier, xt, t, self.y)
+        ab = self.schedule.alpha_bar.to(xt.device)[t]
+        return classifier_guided_eps(eps, g.to(eps.dtype), ab, self.w)
+
+
+def noisy_classifier_loss(classifier: nn.Module, schedule: Schedule, x0: torch.Tensor,
+                          y: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> torch.Tensor:
+    """Cross-entropy of a noise-aware classifier (chapter 9): t ~ U{1..T}, eps ~ N(0, I),
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, loss = mean -log p_phi(y | x_t, t).
+    Its minimiser is the exact p(y | x_t). x0 (B, ...), y (B,) long; returns a scalar."""
+    B = x0.shape[0]
+    gdev = generator.device if generator is not None else "cpu"
+    t = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=gdev).to(x0.device)
+    eps = draw_noise(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+    return F.cross_entropy(classifier(q_sample(schedule, x0, t, eps), t), y)
+
+
+def conditional_diffusion_loss(net: nn.Module, schedule, x0: torch.Tensor, y: torch.Tensor,
+                               p_uncond: float, null_label: int,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+    """The CFG training loss (chapter 9): DDPM's loss on ``net(x_t, t, y')`` with y' = y, or the
+    null label with probability ``p_uncond`` (``drop_labels``), so one network learns
+    eps(x_t, y) and eps(x_t, null). ``schedule``: a Schedule or DiffusionSpec; x0 (B, ...),
+    y (B,) long in 0..K-1; returns a scalar."""
+    y_in = drop_labels(y, p_uncond, null_label, generator)
+    return diffusion_loss(LabelledModel(net, y_in), schedule, x0, generator=generator)
+
+
+__all__ = ["drop_labels", "LabelledModel", "GuidedModel", "guided", "classifier_guided_eps",
+           "class_log_prob_grad", "ClassifierGuidedModel", "noisy_classifier_loss",
+           "conditional_diffusion_loss"]

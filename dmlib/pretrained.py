@@ -6,6 +6,8 @@ name                   what it is
 =====================  ==========================================================
 ``mnist_unet``         the chapter-7 U-Net (EMA weights), ``--preset ship``
 ``mnist_classifier``   the MNIST classifier that judges sample quality
+``mnist_cond_unet``    the class-conditional U-Net of chapter 9 (CFG, null label
+                       10), ``python -m dmlib.train mnist-cond``
 =====================  ==========================================================
 
 Each file's sha256 is pinned here (and written beside it as ``<file>.sha256``); a changed,
@@ -32,6 +34,9 @@ PRETRAINED: dict[str, tuple[str, str]] = {
                    "b9f8ca6069d3e0ef644b1b2116aed3aba481776332e518a978ceb0e38a2813cc"),
     "mnist_classifier": ("mnist_classifier.pt",
                          "af048d0f0653ac98f14f695806c4f866b53a8d0d67ee6d8583cc6f8195bc1163"),
+    # chapter 9: preset "cond", 3,000 steps (data/checkpoints/README.md)
+    "mnist_cond_unet": ("mnist_cond_unet.pt",
+                        "0e3f6c40a3c14f2253fc4c2b1310cac65cf600bc976a3f4741d766cbc20a1b43"),
 }
 
 
@@ -62,7 +67,7 @@ def verify_pretrained(name: str, root: str | os.PathLike | None = None) -> str:
 
 
 #: The shipped diffusion models: load them with ``load_pretrained_diffusion``.
-DIFFUSION_MODELS: tuple[str, ...] = ("mnist_unet",)
+DIFFUSION_MODELS: tuple[str, ...] = ("mnist_unet", "mnist_cond_unet")
 
 
 def load_pretrained(name: str, root: str | os.PathLike | None = None) -> nn.Module:

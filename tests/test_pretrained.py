@@ -74,3 +74,21 @@ def test_shipped_unet_denoises(one_thread):
         untrained = float(diffusion_loss(UNet(MNIST_UNET).eval(), s, x0, t=t, eps=eps))
     assert untrained == pytest.approx(1.0, abs=0.05)  # predicts 0: loss = E[eps^2]
     assert trained < 0.05  # 0.038 measured for the shipped weights
+
+
+def test_shipped_conditional_unet_is_the_cond_preset_and_uses_its_labels(one_thread):
+    """Chapter 9's model: the preset's config and spec (10 classes, null label 10); with the
+    true labels its loss is below the loss with the null label on the same (t, eps)."""
+    from dmlib.guidance import LabelledModel
+
+    model, spec = load_pretrained_diffusion("mnist_cond_unet")
+    assert model.config == PRESETS["cond"].model and spec == PRESETS["cond"].spec
+    assert spec.num_classes == 10 and spec.null_label == 10
+    x0, y = load_mnist("test", limit=256)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(1, 1001, (256,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        cond = float(diffusion_loss(LabelledModel(model, y.long()), spec, x0, t=t, eps=eps))
+        null = float(diffusion_loss(LabelledModel(model, None), spec, x0, t=t, eps=eps))
+    assert cond < 0.06 and cond < null

@@ -12,6 +12,7 @@ name                       what it is                                           
 ``MLPDenoiser``            residual MLP for 2-D toy data (``MLPConfig``)           6
 ``UNet``                   small U-Net for 28x28 images (``UNetConfig``)           7
 ``MnistClassifier``        the MNIST judge of sample quality (``ClassifierConfig``) 7
+``NoisyClassifier``        p(y | x_t, t) for 2-D data (``NoisyClassifierConfig``)  9
 =========================  =====================================================  =======
 """
 
@@ -26,12 +27,14 @@ from .embedding import SinusoidalTimeEmbedding, check_model_inputs, timestep_mlp
 from .mlp import MLPConfig, MLPDenoiser
 from .unet import UNet, UNetConfig
 from .classifier import ClassifierConfig, MnistClassifier
+from .noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 
 #: Model classes that ``build_model`` (and ``dmlib.checkpoint.load_model``) can rebuild.
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "MLPDenoiser": (MLPDenoiser, MLPConfig),
     "UNet": (UNet, UNetConfig),
     "MnistClassifier": (MnistClassifier, ClassifierConfig),
+    "NoisyClassifier": (NoisyClassifier, NoisyClassifierConfig),
 }
 
 
@@ -59,5 +62,6 @@ def build_model(class_name: str, config: Mapping[str, Any]) -> nn.Module:
 
 
 __all__ = ["SinusoidalTimeEmbedding", "timestep_mlp", "check_model_inputs", "MLPConfig",
-           "MLPDenoiser", "UNetConfig", "UNet", "ClassifierConfig", "MnistClassifier", "count_parameters", "build_model",
+           "MLPDenoiser", "UNetConfig", "UNet", "ClassifierConfig", "MnistClassifier", "NoisyClassifier",
+           "NoisyClassifierConfig", "count_parameters", "build_model",
            "MODEL_CLASSES"]

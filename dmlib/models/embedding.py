@@ -88,6 +88,29 @@ class SinusoidalTimeEmbedding(nn.Module):
         return f"dim={self.dim}, max_period={self.max_period:g}"
 
 
+def embed_labels(label_emb: nn.Embedding | None, y: torch.Tensor | None, xt: torch.Tensor,
+                 num_classes: int, name: str = "model", item: str = "example") -> torch.Tensor | None:
+    """The label embedding E[y] (B, dim) of a class-conditional network (chapter 9), or None
+    for an unconditional one (``num_classes = 0``). Labels y (B,) long in 0..K, K = the null
+    label ("no label"); ``y=None`` means the null label for every example."""
+    K = num_classes
+    if not K:
+        if y is not None:
+            raise ValueError(f"{name}: this model is unconditional (num_classes=0) but labels y "
+                             f"were passed; build it with num_classes=K in its config")
+        return None
+    if y is None:
+        y = torch.full((xt.shape[0],), K, dtype=torch.long, device=xt.device)
+    if not isinstance(y, torch.Tensor) or y.shape != (xt.shape[0],) or y.dtype != torch.long:
+        got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{name}: y must be a long tensor of shape ({xt.shape[0]},) (one label "
+                         f"per {item}), got {got}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > K):
+        raise ValueError(f"{name}: labels must lie in 0..{K} ({K} = the null label), got "
+                         f"{int(y.min())}..{int(y.max())}")
+    return label_emb(y)
+
+
 def timestep_mlp(dim: int, hidden: int, max_period: float = 10000.0) -> nn.Sequential:
     """t -> Linear(SiLU(Linear(emb(t)))): the learned time embedding of DDPM.
 

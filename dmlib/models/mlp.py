@@ -7,6 +7,10 @@
 with e(t) = MLP(sinusoidal(t)) shared by all blocks and U_k a per-block projection:
 every block sees the timestep, so one network can denoise at every noise level.
 W_out starts at zero, so the untrained model predicts 0 (the mean of eps).
+
+Class-conditional (``num_classes = K > 0``, chapter 9): ``model(xt, t, y)`` with y in 0..K,
+K the null label, and e(t) replaced by e(t) + E[y]; the label table E starts at zero, so
+labels begin as "no information" (as in the U-Net).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .embedding import check_model_inputs, timestep_mlp
+from .embedding import check_model_inputs, embed_labels, timestep_mlp
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ class MLPConfig:
 
     dim: data dimension (2 for the toy sets); hidden: width; depth: residual blocks;
     time_dim: width of the sinusoidal embedding; norm: ``"layer"`` or ``"none"``;
-    dropout: inside each block; max_period: of the sinusoidal embedding.
+    dropout: inside each block; max_period: of the sinusoidal embedding; num_classes: 0 for
+    an unconditional model, else K labels 0..K-1 plus the null label K (chapter 9).
     """
 
     dim: int = 2
@@ -35,8 +40,13 @@ class MLPConfig:
     norm: str = "layer"
     dropout: float = 0.0
     max_period: float = 10000.0
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+                or self.num_classes < 0:
+            raise ValueError(f"MLPConfig.num_classes must be an int >= 0 (0: unconditional), "
+                             f"got {self.num_classes!r}")
         for k in ("dim", "hidden", "depth", "time_dim"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -70,6 +80,8 @@ class MLPDenoiser(nn.Module):
     """``model(xt, t)``: xt (B, dim) float, t (B,) long in 1..T -> (B, dim). Chapter 6.
 
     Predicts whatever target it is trained on (eps, x0, mu or v); the loss decides.
+    With ``num_classes = K > 0`` (chapter 9): ``model(xt, t, y)``, y (B,) long in 0..K
+    (K, or y=None: the null label).
     """
 
     def __init__(self, config: MLPConfig | None = None) -> None:
@@ -80,6 +92,10 @@ class MLPDenoiser(nn.Module):
         self.config = config
         c = config
         self.time_mlp = timestep_mlp(c.time_dim, c.hidden, c.max_period)
+        # K classes + the null label K; zero at the start: labels begin as "no information"
+        self.label_emb = nn.Embedding(c.num_classes + 1, c.hidden) if c.num_classes else None
+        if self.label_emb is not None:
+            nn.init.zeros_(self.label_emb.weight)
         self.inp = nn.Linear(c.dim, c.hidden)
         self.blocks = nn.ModuleList(_ResidualBlock(c.hidden, c.norm, c.dropout) for _ in range(c.depth))
         self.out_norm = nn.LayerNorm(c.hidden) if c.norm == "layer" else nn.Identity()
@@ -87,12 +103,16 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.out.weight)  # start by predicting 0 = E[eps]
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, xt: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         check_model_inputs(xt, t, name="MLPDenoiser")
         if xt.dim() != 2 or xt.shape[1] != self.config.dim:
             raise ValueError(f"MLPDenoiser: xt must have shape (B, {self.config.dim}), got "
                              f"{tuple(xt.shape)}; flatten the data or set MLPConfig(dim=...)")
         temb = self.time_mlp(t)
+        lab = embed_labels(self.label_emb, y, xt, self.config.num_classes, "MLPDenoiser")
+        if lab is not None:
+            temb = temb + lab.to(temb.dtype)
         h = self.inp(xt)
         for block in self.blocks:
             h = block(h, temb)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import check_model_inputs, timestep_mlp
+from .embedding import check_model_inputs, embed_labels, timestep_mlp
 
 
 @dataclass(frozen=True)
@@ -240,22 +240,7 @@ class UNet(nn.Module):
                              f"pad the images (e.g. F.pad) to a multiple of {f}")
 
     def _label_embedding(self, y: torch.Tensor | None, xt: torch.Tensor) -> torch.Tensor | None:
-        K = self.config.num_classes
-        if not K:
-            if y is not None:
-                raise ValueError("UNet: this model is unconditional (num_classes=0) but labels y "
-                                 "were passed; build it with UNetConfig(num_classes=K)")
-            return None
-        if y is None:
-            y = torch.full((xt.shape[0],), K, dtype=torch.long, device=xt.device)
-        if not isinstance(y, torch.Tensor) or y.shape != (xt.shape[0],) or y.dtype != torch.long:
-            got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"UNet: y must be a long tensor of shape ({xt.shape[0]},) (one label "
-                             f"per image), got {got}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) > K):
-            raise ValueError(f"UNet: labels must lie in 0..{K} ({K} = the null label), got "
-                             f"{int(y.min())}..{int(y.max())}")
-        return self.label_emb(y)
+        return embed_labels(self.label_emb, y, xt, self.config.num_classes, "UNet", "image")
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor,
                 y: torch.Tensor | None = None) -> torch.Tensor:

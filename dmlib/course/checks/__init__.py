@@ -23,6 +23,7 @@ checks live in a submodule (``basics``, ``diffusion``, ...) and are re-exported 
 from ._core import (ERROR, FAIL, GENERIC, NOT_IMPLEMENTED, PASS, RESULTS, TOLERANCES, Case,
                     CheckFailed, CheckResult, Mistake, Spec, run_check)
 from .cnf_diffusion import *  # noqa: F401,F403  (chapter 8)
+from .guidance import *  # noqa: F401,F403  (chapter 9)
 from .flow_matching import *  # noqa: F401,F403  (chapter 10)
 from .basics import check_alpha_bar, check_snr, check_to_model_range
 from .diffusion import check_posterior_mean, check_q_sample
@@ -38,6 +39,7 @@ from .ideas import *  # noqa: F401,F403  (exercises that need an idea: 3.5, 5.4,
 from . import elbo as _c4, flows as _c2, forward_process as _c3, gaussians as _c1, targets as _c5
 from . import mnist as _c7, toy2d as _c6
 from . import cnf_diffusion as _c8
+from . import guidance as _c9
 from . import flow_matching as _c10
 from . import ideas as _ideas
 
@@ -45,4 +47,5 @@ __all__ = ["PASS", "FAIL", "NOT_IMPLEMENTED", "ERROR", "RESULTS", "GENERIC", "TO
            "CheckResult", "Mistake", "Spec", "run_check", "check_alpha_bar", "check_snr", "check_to_model_range",
            "check_q_sample",
            "check_posterior_mean", *_c1.__all__, *_c2.__all__, *_c3.__all__,
-           *_c4.__all__, *_c5.__all__, *_c6.__all__, *_c7.__all__, *_c8.__all__, *_c10.__all__, *_ideas.__all__]
+           *_c4.__all__, *_c5.__all__, *_c6.__all__, *_c7.__all__, *_c8.__all__, *_c9.__all__,
+           *_c10.__all__, *_ideas.__all__]
