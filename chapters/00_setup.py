@@ -156,7 +156,7 @@ torch.set_num_threads(n_threads)  # back to the default for the rest of the chap
 # | 6 | training and sampling on 2-D data | 2.4 h | 2.4 h | 3.7 min | ★★ ×3, ★★★ |
 # | 7 | MNIST | 1.7 h | 1.8 h | 8 min | ★, ★★ ×2 |
 # | 8 | diffusion is a CNF (after 2 and 7) | optional | 2.0 h | 7 min | ★, ★★ ×2 |
-# | 9 | conditional generation and guidance (after 6 and 7; uses 8's samplers) | not on the core path | 1.4 h | about 8 min (CPU time) | ★ ×2, ★★ |
+# | 9 | conditional generation and guidance (after 6 and 7; uses 8's samplers) | not on the core path | 1.4 h | 7.5 min | ★ ×2, ★★ |
 # | 10 | flow matching and rectified flow (after 8) | optional | 1.2 h | 3.5 min CPU | ★ ×3 |
 # | | **total** | **about 12 h** | **about 20 h** | | |
 #
