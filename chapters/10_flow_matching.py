@@ -573,9 +573,10 @@ def show_nfe(nfe_budget=10):
         scatter2d(xs, ax=axes[row, 0], label="samples", title=f"{key}, {nfe_budget} NFE: SW ratio {r:.2f}")
         axes[row, 0].legend(loc="upper right", fontsize=7, markerscale=4)
         plot_trajectories({t: v[:60] for t, v in traj.items()}, ax=axes[row, 1], n_paths=60,
-                          title="trajectories, noise -> data")
+                          title="trajectories, noise -> data", alpha=0.5)
         for ax in axes[row]:
             ax.set(xlabel="x[0]", ylabel="x[1]")
+    fig.tight_layout()  # the lower row's titles clear the upper row's axis labels
     plt.show()
 
 
