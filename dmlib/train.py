@@ -72,6 +72,7 @@ class Preset:
     data_limit: int | None = None  # use only the first N training digits
     amp: bool = True  # bfloat16 autocast, CUDA only
     channels_last: bool = True  # CUDA only
+    cpu_bf16: bool = False  # bfloat16 autocast on the CPU too (issue 17's bench measures it)
     log_every: int = 50
     ckpt_every: int = 250
     max_seconds: float | None = None  # wall-clock budget: stop early (None: all steps)
@@ -231,6 +232,7 @@ def train_mnist(preset: str | Preset = "cpu", run_dir: str | os.PathLike | None 
         ckpt_path = _prepare_run_dir(run_dir, p, resume, seed, dev, compile)
     config = p.train_config(ckpt_path, seed=seed, device=str(dev))
     config.amp = p.amp and cuda
+    config.amp_cpu = p.cpu_bf16 and dev.type == "cpu"
     # torch.compile wraps the forward only; the loop still sees (and saves) the plain module.
     fwd = torch.compile(model) if compile else model
     base_loss = image_loss_fn(p.spec, channels_last=cuda and p.channels_last,

@@ -304,6 +304,22 @@ def test_amp_on_cpu_warns_and_trains_in_float32():
     assert len(res.history) == 2
 
 
+def test_amp_cpu_autocasts_the_loss_to_bfloat16_and_keeps_float32_weights():
+    seen = []
+
+    def loss_fn(m, x, g):
+        out = m(x, torch.zeros(x.shape[0], dtype=torch.long))
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return (out.float() - x).square().mean()
+
+    res = train(_model(), loss_fn, _data(), _cfg(steps=2, amp_cpu=True), progress=False)
+    assert seen == [(True, torch.bfloat16)] * 2
+    assert all(p.dtype == torch.float32 for p in res.model.parameters())
+    seen.clear()
+    train(_model(), loss_fn, _data(), _cfg(steps=1), progress=False)  # off by default
+    assert seen == [(False, torch.float32)]
+
+
 def test_train_moves_model_and_accepts_plain_modules():
     # Any nn.Module works with train(); it needs no config (checkpoints then skip the check).
     net = nn.Linear(2, 2)
