@@ -465,14 +465,17 @@ if not bench:
     print("bench/results/guidance.json not found (python bench/bench_guidance.py --part toy)")
 
 # %%
+def plot_guided_vs_target(ax, w, title):
+    """The sharpened target p_w(x | y=0) on its grid (grey) and 800 guided samples (red)."""
+    ax.imshow(sharp[w][1].reshape(300, 300).T, origin="lower", extent=(-4, 4, -4, 4), cmap="Greys")
+    ax.scatter(guided4[w][:800, 0], guided4[w][:800, 1], s=2, c="tab:red", label="guided samples")
+    ax.set(title=title, xlabel="x[0]", ylabel="x[1]", xlim=(-3, 3), ylim=(-3, 3))
+    ax.legend(loc="upper right", fontsize=7, markerscale=4)
+
+
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
 for ax, w in zip(axes, (0.0, 1.0, 3.0)):
-    c, p, h = sharp[w]
-    ax.imshow(p.reshape(300, 300).T, origin="lower", extent=(-4, 4, -4, 4), cmap="Greys")
-    ax.scatter(guided4[w][:800, 0], guided4[w][:800, 1], s=2, c="tab:red", label="guided samples")
-    ax.set(title=f"w = {w}: p_w(x | y=0) (grey) vs guided", xlabel="x[0]", ylabel="x[1]",
-           xlim=(-3, 3), ylim=(-3, 3))
-    ax.legend(loc="upper right", fontsize=7, markerscale=4)
+    plot_guided_vs_target(ax, w, f"w = {w}: p_w(x | y=0) (grey) vs guided")
 plt.tight_layout()
 plt.show()
 
@@ -651,13 +654,8 @@ widgets.interact(show_digit, digit=list(range(10)), w=W_MNIST);
 
 # %%
 def show_w2d(w=W_SHARP[-1]):
-    c, p, h = sharp[w]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.imshow(p.reshape(300, 300).T, origin="lower", extent=(-4, 4, -4, 4), cmap="Greys")
-    ax.scatter(guided4[w][:800, 0], guided4[w][:800, 1], s=2, c="tab:red", label="guided samples")
-    ax.set(title=f"w = {w}: SW ratio to p_w = {sharp_ratio[w]:.2f}", xlabel="x[0]", ylabel="x[1]",
-           xlim=(-3, 3), ylim=(-3, 3))
-    ax.legend(loc="upper right", fontsize=7, markerscale=4)
+    plot_guided_vs_target(ax, w, f"w = {w}: SW ratio to p_w = {sharp_ratio[w]:.2f}")
     plt.show()
 
 
