@@ -234,7 +234,7 @@ def part_mnist(args) -> None:
     from dmlib.pretrained import load_pretrained_diffusion
 
     out_path = RESULTS / "cnf_mnist.json"
-    model, spec = load_pretrained_diffusion("mnist_unet")
+    model, spec = load_pretrained_diffusion("mnist_unet_eps")
     if args.only:  # redo some samplers' rows in their own file (merged by hand)
         out_path = RESULTS / f"cnf_mnist_{'_'.join(args.only)}.json"
     res = {"machine": _machine(), "spec": spec.to_dict(), "seed": 0}
@@ -256,7 +256,7 @@ def part_mnist(args) -> None:
 def part_mnist_ode(args) -> None:
     from dmlib.pretrained import load_pretrained_diffusion
 
-    model, spec = load_pretrained_diffusion("mnist_unet")
+    model, spec = load_pretrained_diffusion("mnist_unet_eps")
     write_json(RESULTS / "cnf_mnist_ode.json",
                {"machine": _machine(), "ode": mnist_ode_bits(args, model, spec)})
 
@@ -264,7 +264,7 @@ def part_mnist_ode(args) -> None:
 def part_mnist_ddpm(args) -> None:
     from dmlib.pretrained import load_pretrained_diffusion
 
-    model, spec = load_pretrained_diffusion("mnist_unet")
+    model, spec = load_pretrained_diffusion("mnist_unet_eps")
     row = _score(model, spec, "ddpm", None, args.n)
     print(row, flush=True)
     write_json(RESULTS / "cnf_mnist_ddpm.json", {"machine": _machine(), "ddpm_1000": row})

@@ -146,7 +146,7 @@ def run_mnist(args: argparse.Namespace) -> None:
            "steps": args.steps, "x_T_seed": 0, "rows": rows,
            "real_diversity": real_class_diversity(judge, per_class=100)}
     if not args.skip_uncond:
-        unet, uspec = load_pretrained_diffusion("mnist_unet")
+        unet, uspec = load_pretrained_diffusion("mnist_unet_eps")
         imgs = sample_images(unet, uspec, args.n, steps=args.steps, sampler=args.sampler,
                              generator=torch.Generator().manual_seed(0), batch_size=args.batch_size)
         out["uncond_fd"] = score_images(imgs, judge).fd

@@ -72,7 +72,7 @@ def bench_sizes() -> list[dict]:
 
 
 def bench_sampling() -> list[dict]:
-    model, spec = load_pretrained_diffusion("mnist_unet")
+    model, spec = load_pretrained_diffusion("mnist_unet_eps")
     rows = []
     for S in (10, 25, 50, 100, 250, 1000):
         n = 64 if S <= 250 else 16

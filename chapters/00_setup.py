@@ -78,7 +78,7 @@ HTML(trajectory_html(traj, reference=data, title="denoising"))
 
 # %% [markdown]
 # Now images. The course ships a small network (a U-Net, 0.7 M parameters) trained on
-# MNIST digits for 81 minutes on one CPU core. Starting from 16 images of pure noise, 20
+# MNIST digits for an hour on a 2-core CPU. Starting from 16 images of pure noise, 20
 # denoising steps turn them into digits, in about a second:
 
 # %%

@@ -632,7 +632,7 @@ else:
 # takes about 10 CPU-minutes). The chapter-7 U-Net trained 500 steps as DDPM (309 CPU s) and as
 # flow matching (303 CPU s), 500 samples each: at 20 NFE flow matching has FD 173 (Heun) against
 # 611 for DDPM with DPM-Solver++(2M), but DDPM has the larger confident share (60% against
-# 30%) with a lopsided class mix. Neither model is trained (the shipped one had 8,000 larger
+# 30%) with a lopsided class mix. Neither model is trained (the shipped `mnist_unet` had 15,000
 # steps); the README has the full table.
 
 # %% [markdown]

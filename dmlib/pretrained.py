@@ -4,7 +4,9 @@
 =====================  ==========================================================
 name                   what it is
 =====================  ==========================================================
-``mnist_unet``         the chapter-7 U-Net (EMA weights), ``--preset ship``
+``mnist_unet``         the chapter-7 U-Net (EMA weights, v target), ``--preset ship``
+``mnist_unet_eps``     the first chapter-7 U-Net (eps target, 5,000 steps), kept for
+                       chapter 8 and the benchmarks measured on it
 ``mnist_classifier``   the MNIST classifier that judges sample quality
 ``mnist_cond_unet``    the class-conditional U-Net of chapter 9 (CFG, null label
                        10), ``python -m dmlib.train mnist-cond``
@@ -30,8 +32,13 @@ CHECKPOINT_DIR: Path = Path(__file__).resolve().parents[1] / "data" / "checkpoin
 
 #: name -> (file name, sha256 of the file as committed)
 PRETRAINED: dict[str, tuple[str, str]] = {
+    # chapter 7: preset "ship" (v target, 15,000 steps; data/checkpoints/README.md)
     "mnist_unet": ("mnist_unet.pt",
-                   "b9f8ca6069d3e0ef644b1b2116aed3aba481776332e518a978ceb0e38a2813cc"),
+                   "5f33cc5a81c17c58941202ab879a58f6d07b5ab7b53c0472a922a943ad6500e3"),
+    # the first shipped U-Net (eps target, 5,000 steps); chapter 8 and the benchmarks that
+    # measured it (bench/results/cnf_mnist*.json, guidance.json, mnist.json) use it
+    "mnist_unet_eps": ("mnist_unet_eps.pt",
+                       "b9f8ca6069d3e0ef644b1b2116aed3aba481776332e518a978ceb0e38a2813cc"),
     "mnist_classifier": ("mnist_classifier.pt",
                          "af048d0f0653ac98f14f695806c4f866b53a8d0d67ee6d8583cc6f8195bc1163"),
     # chapter 9: preset "cond", 3,000 steps (data/checkpoints/README.md)
@@ -67,7 +74,7 @@ def verify_pretrained(name: str, root: str | os.PathLike | None = None) -> str:
 
 
 #: The shipped diffusion models: load them with ``load_pretrained_diffusion``.
-DIFFUSION_MODELS: tuple[str, ...] = ("mnist_unet", "mnist_cond_unet")
+DIFFUSION_MODELS: tuple[str, ...] = ("mnist_unet", "mnist_unet_eps", "mnist_cond_unet")
 
 
 def load_pretrained(name: str, root: str | os.PathLike | None = None) -> nn.Module:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ._validate import check_same_shape, renamed_keywords
 from .forward import q_sample
@@ -175,6 +176,26 @@ def convert(schedule: Schedule, pred: torch.Tensor, xt: torch.Tensor, t: int | t
     if target == "eps":
         return eps
     return v_from_x0_eps(schedule, x0, eps, t)
+
+
+class ConvertedModel(nn.Module):
+    """A trained model seen through ``convert``: ``ConvertedModel(model, schedule, "v",
+    "eps")(xt, t)`` returns eps where ``model(xt, t)`` returns v (chapter 7, where code
+    written for eps samples a v-trained checkpoint). xt: (B, ...), t: (B,) long in 1..T of
+    ``schedule`` (the schedule the model was trained with, not a respaced one: wrap this
+    inside ``RespacedModel``, not around it). Extra keyword arguments (e.g. class labels)
+    go to the model."""
+
+    def __init__(self, model: nn.Module | Callable[..., torch.Tensor], schedule: Schedule,
+                 source: str, target: str) -> None:
+        super().__init__()
+        self.model = model
+        self.schedule = schedule
+        self.source = check_prediction_type(source, "source")
+        self.target = check_prediction_type(target, "target")
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
+        return convert(self.schedule, self.model(xt, t, **kwargs), xt, t, self.source, self.target)
 
 
 def target_for(prediction_type: str, schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor,

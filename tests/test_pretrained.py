@@ -44,7 +44,7 @@ def test_env_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("DMLIB_DATA_DIR", str(tmp_path))
     assert pretrained_path("mnist_unet").parent == tmp_path / "checkpoints"
     model, spec = load_pretrained_diffusion("mnist_unet")
-    assert isinstance(model, UNet) and spec == DiffusionSpec("cosine", 1000, "eps")
+    assert isinstance(model, UNet) and spec == PRESETS["ship"].spec
 
 
 def test_diffusion_models_come_with_their_spec():
@@ -60,20 +60,30 @@ def test_shipped_judge_is_99_percent_accurate(one_thread):
     assert judge_accuracy(judge) >= 0.99
 
 
-def test_shipped_unet_denoises(one_thread):
-    model, spec = load_pretrained_diffusion("mnist_unet")
+@pytest.mark.parametrize("name,expected_spec", [
+    ("mnist_unet", PRESETS["ship"].spec),  # chapter 7: the ship preset, v target
+    ("mnist_unet_eps", PRESETS["ship-eps"].spec),  # the first one, eps target (chapter 8)
+])
+def test_shipped_unets_denoise(one_thread, name, expected_spec):
+    """Each shipped U-Net is the chapter-7 architecture with the spec it was trained for, and,
+    seen as an eps-model (ConvertedModel, chapter 5's exact conversion), its loss on test
+    digits is far below an untrained network's (which predicts ~0: loss E[eps^2] = 1)."""
+    from dmlib.targets import ConvertedModel
+
+    model, spec = load_pretrained_diffusion(name)
     assert model.config == MNIST_UNET == PRESETS["ship"].model
-    assert spec == PRESETS["ship"].spec
+    assert spec == expected_spec
     x0, _ = load_mnist("test", limit=256)
     s = Schedule.cosine(1000)
     g = torch.Generator().manual_seed(0)
     t = torch.randint(1, 1001, (256,), generator=g)
     eps = torch.randn(x0.shape, generator=g)
+    as_eps = ConvertedModel(model, s, spec.prediction_type, "eps")
     with torch.no_grad():
-        trained = float(diffusion_loss(model, s, x0, t=t, eps=eps))
-        untrained = float(diffusion_loss(UNet(MNIST_UNET).eval(), s, x0, t=t, eps=eps))
+        trained = float(diffusion_loss(as_eps, s, x0, "eps", t=t, eps=eps))
+        untrained = float(diffusion_loss(UNet(MNIST_UNET).eval(), s, x0, "eps", t=t, eps=eps))
     assert untrained == pytest.approx(1.0, abs=0.05)  # predicts 0: loss = E[eps^2]
-    assert trained < 0.05  # 0.038 measured for the shipped weights
+    assert trained < 0.05  # 0.038 measured for mnist_unet_eps
 
 
 def test_shipped_conditional_unet_is_the_cond_preset_and_uses_its_labels(one_thread):

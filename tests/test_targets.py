@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dmlib.schedules import Schedule
-from dmlib.targets import (PREDICTION_TYPES, convert, eps_from_x0, target_for, v_from_x0_eps,
+from dmlib.targets import (PREDICTION_TYPES, ConvertedModel, convert, eps_from_x0, target_for, v_from_x0_eps,
                            x0_eps_from_v, x0_from_eps, x0_from_mu)
 
 D = torch.float64
@@ -235,3 +235,29 @@ def test_error_per_t_monte_carlo_eps():
     assert (err[1:] - 1).abs().max() < 0.08  # 5 standard deviations
     with pytest.raises(ValueError, match="batch dimension"):
         error_per_t(lambda xt, t: xt, sched, torch.tensor(1.0), "eps")
+
+
+@pytest.mark.parametrize("source,target", [("v", "eps"), ("eps", "v"), ("x0", "eps"), ("v", "mu")])
+def test_converted_model_returns_the_true_target(source, target):
+    """A 'model' that returns the true ``source`` target for known (x0, eps), wrapped, returns
+    the true ``target`` (numpy references), also through RespacedModel and in float64 after
+    .double(); an unknown type is refused by name."""
+    from dmlib.respacing import RespacedModel
+
+    sched = SCHEDULES["cosine1000"]()
+    t, x0, eps = _setup(sched, seed=3)
+    xt, refs = _numpy_refs(sched, t, x0, eps)
+    xt = torch.from_numpy(xt)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, tt):
+            assert torch.equal(tt, t) and torch.equal(x, xt)
+            return torch.from_numpy(refs[source])
+
+    wrapped = ConvertedModel(Oracle(), sched, source, target).double()
+    np.testing.assert_allclose(wrapped(xt, t).numpy(), refs[target], rtol=1e-6, atol=1e-6)
+    taus = torch.arange(1, sched.T + 1)  # respacing to all T steps: step k is time k
+    np.testing.assert_allclose(RespacedModel(wrapped, taus)(xt, t).numpy(), refs[target],
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="velocity"):
+        ConvertedModel(Oracle(), sched, "velocity", "eps")
