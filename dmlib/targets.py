@@ -181,7 +181,9 @@ def convert(schedule: Schedule, pred: torch.Tensor, xt: torch.Tensor, t: int | t
 class ConvertedModel(nn.Module):
     """A trained model seen through ``convert``: ``ConvertedModel(model, schedule, "v",
     "eps")(xt, t)`` returns eps where ``model(xt, t)`` returns v (chapter 7, where code
-    written for eps samples a v-trained checkpoint). xt: (B, ...), t: (B,) long in 1..T of
+    written for eps samples a v-trained checkpoint). For v -> eps that is
+    eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v; every pair uses ``convert``'s exact
+    formulas. Shapes: xt (B, ...) and the output (B, ...); t: (B,) long in 1..T of
     ``schedule`` (the schedule the model was trained with, not a respaced one: wrap this
     inside ``RespacedModel``, not around it). Extra keyword arguments (e.g. class labels)
     go to the model."""
